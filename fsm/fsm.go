@@ -1,0 +1,352 @@
+package fsm
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// DefaultDedupeWindow is how many recent request ids Apply remembers.
+// Retries arrive within seconds; the window is sized well beyond that.
+const DefaultDedupeWindow = 20000
+
+// Result is what Apply returns for every command.
+type Result struct {
+	// Err is nil on success, else a business error (*Error).
+	Err *Error
+	// Duplicate is true when the request id had already been applied and
+	// this is the remembered outcome.
+	Duplicate bool
+}
+
+// FSM is kmsd's replicated state machine. It implements raft.FSM.
+type FSM struct {
+	mu      sync.RWMutex
+	st      *state
+	recent  map[string]int // request id -> index in st.Recent (offset by dropped)
+	dropped int            // entries dropped from the front of st.Recent
+	window  int
+}
+
+// New returns an empty FSM.
+func New() *FSM {
+	return &FSM{st: newState(), recent: map[string]int{}, window: DefaultDedupeWindow}
+}
+
+// Apply applies one committed log entry. It panics only when the entry
+// cannot be decoded: every replica would fail the same way, and going on
+// would diverge from the log.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: undecodable command at index %d: %v", l.Index, err))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i, ok := f.recent[cmd.RequestID]; ok {
+		e := f.st.Recent[i-f.dropped]
+		res := &Result{Duplicate: true}
+		if e.ErrCode != "" {
+			res.Err = &Error{Kind: kindFromCode(e.ErrCode), Message: e.ErrMsg}
+		}
+		return res
+	}
+	bizErr := f.applyCommand(cmd)
+	f.remember(cmd.RequestID, bizErr)
+	return &Result{Err: bizErr}
+}
+
+// remember records a request's outcome, dropping the oldest beyond the window.
+func (f *FSM) remember(requestID string, e *Error) {
+	entry := dedupeEntry{RequestID: requestID}
+	if e != nil {
+		entry.ErrCode, entry.ErrMsg = errorCodes[e.Kind], e.Message
+	}
+	f.recent[requestID] = len(f.st.Recent) + f.dropped
+	f.st.Recent = append(f.st.Recent, entry)
+	if over := len(f.st.Recent) - f.window; over > 0 {
+		for _, old := range f.st.Recent[:over] {
+			delete(f.recent, old.RequestID)
+		}
+		f.st.Recent = slices.Clone(f.st.Recent[over:])
+		f.dropped += over
+	}
+}
+
+func (f *FSM) applyCommand(c *Command) *Error {
+	switch c.Type {
+	case CmdCreateKey:
+		return f.createKey(c)
+	case CmdUpdateKeyDescription:
+		return f.mutateKey(c.UpdateKeyDescription.KeyID, func(k *Key) *Error {
+			if k.State == StatePendingDeletion {
+				return pendingDeletion(k)
+			}
+			k.Description = c.UpdateKeyDescription.Description
+			return nil
+		})
+	case CmdSetKeyEnabled:
+		return f.mutateKey(c.SetKeyEnabled.KeyID, func(k *Key) *Error {
+			switch k.State {
+			case StatePendingDeletion:
+				return pendingDeletion(k)
+			case StatePendingImport:
+				return fail(ErrInvalidState, "%s is pending import.", k.ARN)
+			}
+			if c.SetKeyEnabled.Enabled {
+				k.State = StateEnabled
+			} else {
+				k.State = StateDisabled
+			}
+			return nil
+		})
+	case CmdScheduleKeyDeletion:
+		sc := c.ScheduleKeyDeletion
+		return f.mutateKey(sc.KeyID, func(k *Key) *Error {
+			if k.State == StatePendingDeletion {
+				return pendingDeletion(k)
+			}
+			k.State = StatePendingDeletion
+			k.DeletionDate = sc.DeletionDate
+			k.PendingWindowDays = sc.WindowDays
+			return nil
+		})
+	case CmdCancelKeyDeletion:
+		return f.mutateKey(c.KeyRef.KeyID, func(k *Key) *Error {
+			if k.State != StatePendingDeletion {
+				return fail(ErrInvalidState, "%s is not pending deletion.", k.ARN)
+			}
+			k.State = StateDisabled
+			k.DeletionDate, k.PendingWindowDays = 0, 0
+			return nil
+		})
+	case CmdDeleteKey:
+		return f.deleteKey(c)
+	case CmdCreateAlias, CmdUpdateAlias:
+		return f.putAlias(c)
+	case CmdDeleteAlias:
+		if _, ok := f.st.Aliases[c.Alias.Name]; !ok {
+			return fail(ErrNotFound, "Alias %s is not found.", c.Alias.Name)
+		}
+		delete(f.st.Aliases, c.Alias.Name)
+		return nil
+	case CmdTagResource:
+		return f.mutateKey(c.TagResource.KeyID, func(k *Key) *Error {
+			if k.State == StatePendingDeletion {
+				return pendingDeletion(k)
+			}
+			if k.Tags == nil {
+				k.Tags = map[string]string{}
+			}
+			maps.Copy(k.Tags, c.TagResource.Tags)
+			if len(k.Tags) > MaxTagsPerKey {
+				return fail(ErrLimitExceeded, "A key may have at most %d tags.", MaxTagsPerKey)
+			}
+			return nil
+		})
+	case CmdUntagResource:
+		return f.mutateKey(c.UntagResource.KeyID, func(k *Key) *Error {
+			if k.State == StatePendingDeletion {
+				return pendingDeletion(k)
+			}
+			for _, t := range c.UntagResource.TagKeys {
+				delete(k.Tags, t)
+			}
+			return nil
+		})
+	case CmdAddDomainKey:
+		dk := *c.AddDomainKey
+		for _, have := range f.st.DomainKeys {
+			if have.ID == dk.ID {
+				return fail(ErrAlreadyExists, "domain key %s exists", dk.ID)
+			}
+		}
+		f.st.DomainKeys = append(slices.Clone(f.st.DomainKeys), dk)
+		return nil
+	default:
+		panic(fmt.Sprintf("fsm: unknown command type %q", c.Type))
+	}
+}
+
+func pendingDeletion(k *Key) *Error {
+	return fail(ErrInvalidState, "%s is pending deletion.", k.ARN)
+}
+
+// mutateKey applies fn to a copy of the key and stores the copy only when fn
+// succeeds, so a failed command changes nothing.
+func (f *FSM) mutateKey(id string, fn func(*Key) *Error) *Error {
+	k, ok := f.st.Keys[id]
+	if !ok {
+		return fail(ErrNotFound, "Key '%s' does not exist", id)
+	}
+	c := k.clone()
+	if err := fn(c); err != nil {
+		return err
+	}
+	f.st.Keys[id] = c
+	return nil
+}
+
+func (f *FSM) createKey(c *Command) *Error {
+	k := c.CreateKey.Key.clone()
+	if _, ok := f.st.Keys[k.KeyID]; ok {
+		return fail(ErrAlreadyExists, "Key '%s' already exists", k.ARN)
+	}
+	f.st.Keys[k.KeyID] = k
+	return nil
+}
+
+func (f *FSM) deleteKey(c *Command) *Error {
+	id := c.KeyRef.KeyID
+	k, ok := f.st.Keys[id]
+	if !ok {
+		return fail(ErrNotFound, "Key '%s' does not exist", id)
+	}
+	if k.State != StatePendingDeletion || k.DeletionDate > c.Time {
+		return fail(ErrPrecondition, "%s is not due for deletion.", k.ARN)
+	}
+	delete(f.st.Keys, id)
+	for name, a := range f.st.Aliases {
+		if a.TargetKeyID == id {
+			delete(f.st.Aliases, name)
+		}
+	}
+	return nil
+}
+
+func (f *FSM) putAlias(c *Command) *Error {
+	a := c.Alias
+	existing, exists := f.st.Aliases[a.Name]
+	if c.Type == CmdCreateAlias && exists {
+		return fail(ErrAlreadyExists, "An alias with the name %s already exists", a.Name)
+	}
+	if c.Type == CmdUpdateAlias && !exists {
+		return fail(ErrNotFound, "Alias %s is not found.", a.Name)
+	}
+	k, ok := f.st.Keys[a.TargetKeyID]
+	if !ok {
+		return fail(ErrNotFound, "Key '%s' does not exist", a.TargetKeyID)
+	}
+	if k.State == StatePendingDeletion {
+		return pendingDeletion(k)
+	}
+	n := &Alias{Name: a.Name, TargetKeyID: a.TargetKeyID, CreatedAt: c.Time, UpdatedAt: c.Time}
+	if exists {
+		n.CreatedAt = existing.CreatedAt
+	}
+	f.st.Aliases[a.Name] = n
+	return nil
+}
+
+// Key returns the key with the given id. The value is immutable.
+func (f *FSM) Key(id string) (*Key, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	k, ok := f.st.Keys[id]
+	return k, ok
+}
+
+// Alias returns the alias with the given name.
+func (f *FSM) Alias(name string) (Alias, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	a, ok := f.st.Aliases[name]
+	if !ok {
+		return Alias{}, false
+	}
+	return *a, true
+}
+
+// ListKeys returns up to limit keys with ids greater than after, in id
+// order, and whether more follow.
+func (f *FSM) ListKeys(after string, limit int) ([]*Key, bool) {
+	f.mu.RLock()
+	ids := make([]string, 0, len(f.st.Keys))
+	for id := range f.st.Keys {
+		if id > after {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	more := len(ids) > limit
+	if more {
+		ids = ids[:limit]
+	}
+	out := make([]*Key, len(ids))
+	for i, id := range ids {
+		out[i] = f.st.Keys[id]
+	}
+	f.mu.RUnlock()
+	return out, more
+}
+
+// ListAliases returns up to limit aliases with names greater than after, in
+// name order, optionally only those targeting keyID, and whether more follow.
+func (f *FSM) ListAliases(keyID, after string, limit int) ([]Alias, bool) {
+	f.mu.RLock()
+	var out []Alias
+	for _, a := range f.st.Aliases {
+		if a.Name > after && (keyID == "" || a.TargetKeyID == keyID) {
+			out = append(out, *a)
+		}
+	}
+	f.mu.RUnlock()
+	slices.SortFunc(out, func(x, y Alias) int { return strings.Compare(x.Name, y.Name) })
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	return out, more
+}
+
+// DomainKey returns the domain key with the given id.
+func (f *FSM) DomainKey(id string) (DomainKey, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, dk := range f.st.DomainKeys {
+		if dk.ID == id {
+			return dk, true
+		}
+	}
+	return DomainKey{}, false
+}
+
+// CurrentDomainKey returns the domain key new material is wrapped under.
+func (f *FSM) CurrentDomainKey() (DomainKey, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if len(f.st.DomainKeys) == 0 {
+		return DomainKey{}, false
+	}
+	return f.st.DomainKeys[len(f.st.DomainKeys)-1], true
+}
+
+// KeysDueForDeletion returns the ids of keys pending deletion whose deletion
+// date is at or before now (unix nanoseconds), in id order.
+func (f *FSM) KeysDueForDeletion(now int64) []string {
+	f.mu.RLock()
+	var ids []string
+	for id, k := range f.st.Keys {
+		if k.State == StatePendingDeletion && k.DeletionDate <= now {
+			ids = append(ids, id)
+		}
+	}
+	f.mu.RUnlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// KeyCount returns the number of keys.
+func (f *FSM) KeyCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.Keys)
+}

@@ -1,0 +1,153 @@
+package fsm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+
+	"github.com/hashicorp/raft"
+)
+
+// Snapshot stream layout:
+//
+//	magic "KMSDSNAP" | format version (uint32 BE) | body length (uint64 BE) | body (JSON of state) | SHA-256 of body
+//
+// The body is deterministic (encoding/json sorts map keys), so equal states
+// give equal bytes and StateHash can compare replicas.
+const (
+	snapshotMagic   = "KMSDSNAP"
+	snapshotVersion = 1
+	// maxSnapshotBody bounds what Restore will allocate from a length field.
+	maxSnapshotBody = 16 << 30
+)
+
+// ErrBadSnapshot reports a snapshot stream that is truncated, of an unknown
+// version, or fails its checksum.
+var ErrBadSnapshot = errors.New("fsm: bad snapshot")
+
+// copyState takes a consistent shallow copy of the state; the values it
+// points to are immutable, so it can be encoded without holding the lock.
+func (f *FSM) copyState() *state {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &state{
+		Keys:       maps.Clone(f.st.Keys),
+		Aliases:    maps.Clone(f.st.Aliases),
+		DomainKeys: slices.Clone(f.st.DomainKeys),
+		Recent:     slices.Clone(f.st.Recent),
+	}
+}
+
+func encodeState(st *state) ([]byte, error) {
+	return json.Marshal(st)
+}
+
+// StateHash is the SHA-256 of the canonical encoding of the state. Replicas
+// that applied the same log have equal hashes.
+func (f *FSM) StateHash() ([32]byte, error) {
+	body, err := encodeState(f.copyState())
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(body), nil
+}
+
+// Snapshot implements raft.FSM.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{st: f.copyState()}, nil
+}
+
+type snapshot struct{ st *state }
+
+// Persist writes the snapshot stream.
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := writeSnapshot(sink, s.st); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *snapshot) Release() {}
+
+func writeSnapshot(w io.Writer, st *state) error {
+	body, err := encodeState(st)
+	if err != nil {
+		return fmt.Errorf("fsm: encode snapshot: %w", err)
+	}
+	var hdr [len(snapshotMagic) + 4 + 8]byte
+	copy(hdr[:], snapshotMagic)
+	binary.BigEndian.PutUint32(hdr[8:], snapshotVersion)
+	binary.BigEndian.PutUint64(hdr[12:], uint64(len(body)))
+	sum := sha256.Sum256(body)
+	for _, part := range [][]byte{hdr[:], body, sum[:]} {
+		if _, err := w.Write(part); err != nil {
+			return fmt.Errorf("fsm: write snapshot: %w", err)
+		}
+	}
+	return nil
+}
+
+func readSnapshot(r io.Reader) (*state, error) {
+	var hdr [len(snapshotMagic) + 4 + 8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrBadSnapshot, err)
+	}
+	if string(hdr[:8]) != snapshotMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
+	}
+	if v := binary.BigEndian.Uint32(hdr[8:]); v != snapshotVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrBadSnapshot, v)
+	}
+	n := binary.BigEndian.Uint64(hdr[12:])
+	if n > maxSnapshotBody {
+		return nil, fmt.Errorf("%w: body length %d", ErrBadSnapshot, n)
+	}
+	var body bytes.Buffer
+	if _, err := io.CopyN(&body, r, int64(n)); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrBadSnapshot, err)
+	}
+	var sum [32]byte
+	if _, err := io.ReadFull(r, sum[:]); err != nil {
+		return nil, fmt.Errorf("%w: checksum: %v", ErrBadSnapshot, err)
+	}
+	if sha256.Sum256(body.Bytes()) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrBadSnapshot)
+	}
+	st := newState()
+	if err := json.Unmarshal(body.Bytes(), st); err != nil {
+		return nil, fmt.Errorf("%w: decode: %v", ErrBadSnapshot, err)
+	}
+	if st.Keys == nil {
+		st.Keys = map[string]*Key{}
+	}
+	if st.Aliases == nil {
+		st.Aliases = map[string]*Alias{}
+	}
+	return st, nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state atomically, or
+// leaves it untouched when the stream is bad.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	recent := make(map[string]int, len(st.Recent))
+	for i, e := range st.Recent {
+		recent[e.RequestID] = i
+	}
+	f.mu.Lock()
+	f.st, f.recent, f.dropped = st, recent, 0
+	f.mu.Unlock()
+	return nil
+}

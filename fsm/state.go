@@ -1,0 +1,112 @@
+package fsm
+
+import (
+	"maps"
+	"slices"
+)
+
+// Key states, as AWS names them.
+const (
+	StateEnabled         = "Enabled"
+	StateDisabled        = "Disabled"
+	StatePendingDeletion = "PendingDeletion"
+	StatePendingImport   = "PendingImport"
+)
+
+// MaxTagsPerKey is AWS KMS's limit on tags per key.
+const MaxTagsPerKey = 50
+
+// KeyVersion is one version of a key's material, wrapped under a domain key.
+type KeyVersion struct {
+	VersionID       [16]byte `json:"version_id"`
+	DomainKeyID     string   `json:"domain_key_id"`
+	WrappedMaterial []byte   `json:"wrapped_material"`
+	CreatedAt       int64    `json:"created_at"` // unix nanoseconds
+}
+
+// Key is a customer key's metadata and wrapped material. Values reachable
+// from the FSM are immutable; Apply replaces them with modified copies.
+type Key struct {
+	KeyID             string            `json:"key_id"`
+	ARN               string            `json:"arn"`
+	AccountID         string            `json:"account_id"`
+	CreatedAt         int64             `json:"created_at"`
+	Description       string            `json:"description"`
+	KeyUsage          string            `json:"key_usage"`
+	KeySpec           string            `json:"key_spec"`
+	Origin            string            `json:"origin"`
+	KeyManager        string            `json:"key_manager"`
+	MultiRegion       bool              `json:"multi_region"`
+	State             string            `json:"state"`
+	DeletionDate      int64             `json:"deletion_date,omitempty"`
+	PendingWindowDays int32             `json:"pending_window_days,omitempty"`
+	Policy            string            `json:"policy"`
+	Tags              map[string]string `json:"tags,omitempty"`
+	Versions          []KeyVersion      `json:"versions"` // oldest first; the last one is current
+}
+
+// CurrentVersion returns the version new ciphertexts are made under.
+func (k *Key) CurrentVersion() (KeyVersion, bool) {
+	if len(k.Versions) == 0 {
+		return KeyVersion{}, false
+	}
+	return k.Versions[len(k.Versions)-1], true
+}
+
+// Version finds a version by id.
+func (k *Key) Version(id [16]byte) (KeyVersion, bool) {
+	for _, v := range k.Versions {
+		if v.VersionID == id {
+			return v, true
+		}
+	}
+	return KeyVersion{}, false
+}
+
+// SortedTags returns the tag keys in order.
+func (k *Key) SortedTagKeys() []string {
+	return slices.Sorted(maps.Keys(k.Tags))
+}
+
+// clone returns a copy that may be modified without affecting k.
+func (k *Key) clone() *Key {
+	c := *k
+	c.Tags = maps.Clone(k.Tags)
+	c.Versions = slices.Clone(k.Versions)
+	return &c
+}
+
+// Alias maps an alias name (alias/...) to a key id.
+type Alias struct {
+	Name        string `json:"name"`
+	TargetKeyID string `json:"target_key_id"`
+	CreatedAt   int64  `json:"created_at"`
+	UpdatedAt   int64  `json:"updated_at"`
+}
+
+// DomainKey is a domain key wrapped under the region root key.
+type DomainKey struct {
+	ID        string `json:"id"`
+	Wrapped   []byte `json:"wrapped"`
+	CreatedAt int64  `json:"created_at"`
+}
+
+// dedupeEntry is the remembered result of an applied request.
+type dedupeEntry struct {
+	RequestID string `json:"request_id"`
+	ErrCode   string `json:"err_code,omitempty"`
+	ErrMsg    string `json:"err_msg,omitempty"`
+}
+
+// state is everything Apply changes. It is what a snapshot holds.
+type state struct {
+	Keys       map[string]*Key   `json:"keys"`
+	Aliases    map[string]*Alias `json:"aliases"`
+	DomainKeys []DomainKey       `json:"domain_keys"` // oldest first; the last one is current
+	// Recent is the request-id deduplication window, oldest first.
+	Recent []dedupeEntry `json:"recent"`
+}
+
+func newState() *state {
+	return &state{Keys: map[string]*Key{}, Aliases: map[string]*Alias{}}
+}
