@@ -1,0 +1,507 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/service"
+)
+
+// KMS is the operation set the handler dispatches to. *service.Service
+// satisfies it.
+type KMS interface {
+	CreateKey(context.Context, *service.CreateKeyInput) (*service.CreateKeyOutput, error)
+	DescribeKey(context.Context, *service.DescribeKeyInput) (*service.DescribeKeyOutput, error)
+	ListKeys(context.Context, *service.ListKeysInput) (*service.ListKeysOutput, error)
+	UpdateKeyDescription(context.Context, *service.UpdateKeyDescriptionInput) (*service.Empty, error)
+	EnableKey(context.Context, *service.KeyIDInput) (*service.Empty, error)
+	DisableKey(context.Context, *service.KeyIDInput) (*service.Empty, error)
+	ScheduleKeyDeletion(context.Context, *service.ScheduleKeyDeletionInput) (*service.ScheduleKeyDeletionOutput, error)
+	CancelKeyDeletion(context.Context, *service.KeyIDInput) (*service.CancelKeyDeletionOutput, error)
+	Encrypt(context.Context, *service.EncryptInput) (*service.EncryptOutput, error)
+	Decrypt(context.Context, *service.DecryptInput) (*service.DecryptOutput, error)
+	ReEncrypt(context.Context, *service.ReEncryptInput) (*service.ReEncryptOutput, error)
+	GenerateDataKey(context.Context, *service.GenerateDataKeyInput) (*service.GenerateDataKeyOutput, error)
+	GenerateDataKeyWithoutPlaintext(context.Context, *service.GenerateDataKeyInput) (*service.GenerateDataKeyOutput, error)
+	GenerateRandom(context.Context, *service.GenerateRandomInput) (*service.GenerateRandomOutput, error)
+	CreateAlias(context.Context, *service.AliasInput) (*service.Empty, error)
+	UpdateAlias(context.Context, *service.AliasInput) (*service.Empty, error)
+	DeleteAlias(context.Context, *service.DeleteAliasInput) (*service.Empty, error)
+	ListAliases(context.Context, *service.ListAliasesInput) (*service.ListAliasesOutput, error)
+	TagResource(context.Context, *service.TagResourceInput) (*service.Empty, error)
+	UntagResource(context.Context, *service.UntagResourceInput) (*service.Empty, error)
+	ListResourceTags(context.Context, *service.ListResourceTagsInput) (*service.ListResourceTagsOutput, error)
+}
+
+// Wire constants.
+const (
+	HeaderRequestID = "x-amzn-RequestId"
+	HeaderServedBy  = "X-Kmsd-Served-By"
+	HeaderErrorType = "X-Amzn-ErrorType"
+	HeaderTarget    = "X-Amz-Target"
+	TargetPrefix    = "TrentService."
+	ContentTypeJSON = "application/x-amz-json-1.1"
+
+	// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero.
+	DefaultMaxBodyBytes int64 = 1 << 20
+)
+
+// Config configures a Handler.
+type Config struct {
+	KMS          KMS
+	Auth         Authenticator
+	Logger       *slog.Logger // nil: slog.Default()
+	NodeID       string       // sent as X-Kmsd-Served-By on every response
+	MaxBodyBytes int64        // 0: DefaultMaxBodyBytes
+}
+
+// Validate reports a configuration the handler cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.KMS == nil || reflect.ValueOf(c.KMS).Kind() == reflect.Pointer && reflect.ValueOf(c.KMS).IsNil() {
+		errs = append(errs, errors.New("api: Config.KMS is nil"))
+	}
+	if c.Auth == nil || reflect.ValueOf(c.Auth).Kind() == reflect.Pointer && reflect.ValueOf(c.Auth).IsNil() {
+		errs = append(errs, errors.New("api: Config.Auth is nil"))
+	}
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("api: Config.NodeID is empty"))
+	} else if strings.ContainsAny(c.NodeID, "\r\n\x00") {
+		errs = append(errs, errors.New("api: Config.NodeID contains a control character"))
+	}
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("api: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Handler serves the KMS API on POST / and the extra endpoints registered
+// with Handle. It is safe for concurrent use.
+type Handler struct {
+	auth    Authenticator
+	log     *slog.Logger
+	nodeID  string
+	maxBody int64
+	ops     map[string]opHandler
+	extra   *http.ServeMux
+}
+
+// opHandler decodes, validates and runs one operation.
+type opHandler struct {
+	inType reflect.Type
+	serve  func(ctx context.Context, body []byte) (any, error)
+}
+
+// op builds the handler of one operation from its service method.
+func op[In, Out any](fn func(context.Context, *In) (*Out, error)) opHandler {
+	return opHandler{
+		inType: reflect.TypeFor[In](),
+		serve: func(ctx context.Context, body []byte) (any, error) {
+			in := new(In)
+			if err := decodeJSON(body, in); err != nil {
+				return nil, err
+			}
+			if err := validateInput(in); err != nil {
+				return nil, err
+			}
+			out, err := fn(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil {
+				return nil, nil
+			}
+			return out, nil
+		},
+	}
+}
+
+// NewHandler returns a handler for cfg.
+func NewHandler(cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	k := cfg.KMS
+	h := &Handler{
+		auth:    cfg.Auth,
+		log:     cfg.Logger,
+		nodeID:  cfg.NodeID,
+		maxBody: cfg.MaxBodyBytes,
+		extra:   http.NewServeMux(),
+		ops: map[string]opHandler{
+			"CreateKey":                       op(k.CreateKey),
+			"DescribeKey":                     op(k.DescribeKey),
+			"ListKeys":                        op(k.ListKeys),
+			"UpdateKeyDescription":            op(k.UpdateKeyDescription),
+			"EnableKey":                       op(k.EnableKey),
+			"DisableKey":                      op(k.DisableKey),
+			"ScheduleKeyDeletion":             op(k.ScheduleKeyDeletion),
+			"CancelKeyDeletion":               op(k.CancelKeyDeletion),
+			"Encrypt":                         op(k.Encrypt),
+			"Decrypt":                         op(k.Decrypt),
+			"ReEncrypt":                       op(k.ReEncrypt),
+			"GenerateDataKey":                 op(k.GenerateDataKey),
+			"GenerateDataKeyWithoutPlaintext": op(k.GenerateDataKeyWithoutPlaintext),
+			"GenerateRandom":                  op(k.GenerateRandom),
+			"CreateAlias":                     op(k.CreateAlias),
+			"UpdateAlias":                     op(k.UpdateAlias),
+			"DeleteAlias":                     op(k.DeleteAlias),
+			"ListAliases":                     op(k.ListAliases),
+			"TagResource":                     op(k.TagResource),
+			"UntagResource":                   op(k.UntagResource),
+			"ListResourceTags":                op(k.ListResourceTags),
+		},
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	// Build (and cache) every input's validation rules now, so a bad tag
+	// fails at startup rather than on a request.
+	for name, o := range h.ops {
+		if _, err := rulesFor(o.inType); err != nil {
+			return nil, fmt.Errorf("api: operation %s: %w", name, err)
+		}
+	}
+	return h, nil
+}
+
+// Operations returns the names of the operations the handler serves.
+func (h *Handler) Operations() []string {
+	names := make([]string, 0, len(h.ops))
+	for n := range h.ops {
+		names = append(names, n)
+	}
+	return names
+}
+
+// Handle registers an extra (non-KMS) endpoint with an http.ServeMux
+// pattern such as "GET /healthz". POST / always goes to the KMS API. Like
+// ServeMux.Handle it panics on an invalid or conflicting pattern. Responses
+// of extra endpoints also carry the request id and X-Kmsd-Served-By headers.
+func (h *Handler) Handle(pattern string, handler http.Handler) {
+	h.extra.Handle(pattern, handler)
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	info := service.RequestInfo{
+		RequestID: newRequestID(),
+		SourceIP:  sourceIP(r.RemoteAddr),
+		UserAgent: r.UserAgent(),
+	}
+	hdr := w.Header()
+	hdr.Set(HeaderRequestID, info.RequestID)
+	hdr.Set(HeaderServedBy, h.nodeID)
+
+	if r.URL.Path == "/" && r.Method == http.MethodPost {
+		h.serveKMS(w, r, &info, start)
+		return
+	}
+	if _, pattern := h.extra.Handler(r); pattern != "" {
+		h.serveExtra(w, r, info, start)
+		return
+	}
+	h.finish(w, r, &info, "", start, nil, apiError(ErrNoRoute, "No route for "+r.Method+" "+truncate(r.URL.Path, 128)))
+}
+
+// serveKMS runs one KMS operation and writes its response.
+func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, start time.Time) {
+	var opName string
+	out, err := h.runSafely(w, r, info, &opName)
+	h.finish(w, r, info, opName, start, out, err)
+}
+
+// errPanic stands for a recovered panic; the stack is logged where it is
+// recovered.
+var errPanic = errors.New("api: panic while serving request")
+
+func (h *Handler) runSafely(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.ErrorContext(r.Context(), "panic serving KMS request",
+				"op", *opName, "request_id", info.RequestID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			out, err = nil, errPanic
+		}
+	}()
+	return h.run(w, r, info, opName)
+}
+
+// run is the request pipeline up to the service call.
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string) (any, error) {
+	// 1. Body limit: refuse a declared oversize body without reading it.
+	if r.ContentLength > h.maxBody {
+		w.Header().Set("Connection", "close")
+		return nil, tooLarge(h.maxBody)
+	}
+	// 2. Read the body (chunked bodies are capped by MaxBytesReader).
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	// 3. Authenticate.
+	caller, err := h.auth.Authenticate(r, body)
+	if err != nil {
+		return nil, err
+	}
+	info.Caller = caller
+	// 4. Operation.
+	target := r.Header.Get(HeaderTarget)
+	name, ok := strings.CutPrefix(target, TargetPrefix)
+	o, known := h.ops[name]
+	if !ok || !known {
+		if target == "" {
+			return nil, apiError(ErrUnknownOperation, "Missing X-Amz-Target header")
+		}
+		return nil, apiError(ErrUnknownOperation, "Unknown operation "+strconv.Quote(truncate(target, 128)))
+	}
+	*opName = name
+	// 5. Content type.
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != ContentTypeJSON && mt != "application/json") {
+			return nil, apiError(ErrSerialization, "Content-Type must be "+ContentTypeJSON)
+		}
+	}
+	// 6. Decode, validate, call.
+	return o.serve(service.WithRequestInfo(r.Context(), *info), body)
+}
+
+func tooLarge(limit int64) error {
+	return apiError(ErrRequestTooLarge, "Request body is larger than the limit of "+strconv.FormatInt(limit, 10)+" bytes")
+}
+
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // <= maxBody, checked above
+	}
+	if _, err := buf.ReadFrom(rd); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			w.Header().Set("Connection", "close")
+			return nil, tooLarge(h.maxBody)
+		}
+		return nil, apiError(ErrSerialization, "Could not read the request body")
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeJSON decodes an AWS JSON 1.1 request body into in (a pointer to an
+// input struct). An empty body is {}; null members are absent; unknown
+// members are ignored. Every failure is a SerializationException whose
+// message does not echo the body.
+func decodeJSON(body []byte, in any) error {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 {
+		return nil
+	}
+	if trimmed[0] != '{' {
+		return apiError(ErrSerialization, "Request body must be a JSON object")
+	}
+	err := json.Unmarshal(body, in)
+	if err == nil {
+		return nil
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return apiError(ErrSerialization, "Malformed JSON at byte offset "+strconv.FormatInt(se.Offset, 10))
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		kind, _, _ := strings.Cut(te.Value, " ") // "number 1e99" -> "number": do not echo values
+		field := te.Field
+		if field == "" {
+			field = "(root)"
+		}
+		return apiError(ErrSerialization, fmt.Sprintf("Cannot deserialize a JSON %s into %s at '%s'", kind, awsTypeName(te.Type), truncate(field, 256)))
+	}
+	if _, ok := errors.AsType[base64.CorruptInputError](err); ok {
+		return apiError(ErrSerialization, "Blob member is not valid base64")
+	}
+	return apiError(ErrSerialization, "Malformed request body")
+}
+
+// awsTypeName names a Go type as the AWS model does.
+func awsTypeName(t reflect.Type) string {
+	if t == nil {
+		return "a value"
+	}
+	t = derefType(t)
+	switch {
+	case t.Kind() == reflect.String:
+		return "String"
+	case t.Kind() == reflect.Bool:
+		return "Boolean"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8:
+		return "Blob"
+	case isIntKind(t.Kind()):
+		return "Integer"
+	case t.Kind() == reflect.Slice:
+		return "List"
+	case t.Kind() == reflect.Map:
+		return "Map"
+	case t == reflect.TypeFor[service.Timestamp]():
+		return "Timestamp"
+	case t.Kind() == reflect.Struct:
+		return "Structure"
+	}
+	return "a value"
+}
+
+// finish writes the response for (out, err) and logs the request.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName string, start time.Time, out any, err error) {
+	var payload []byte
+	status := http.StatusOK
+	errName := ""
+	if err == nil {
+		if out == nil {
+			payload = []byte("{}")
+		} else if payload, err = json.Marshal(out); err != nil {
+			err = fmt.Errorf("api: encoding %s output: %w", opName, err)
+		}
+	}
+	level := slog.LevelInfo
+	var attrs []slog.Attr
+	if err != nil {
+		we := classify(err)
+		status, errName = we.status, we.name
+		w.Header().Set(HeaderErrorType, we.name)
+		payload, _ = json.Marshal(struct {
+			Type    string `json:"__type"`
+			Message string `json:"message"`
+		}{we.name, we.message})
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		if we.internal && !errors.Is(err, errPanic) {
+			attrs = append(attrs, slog.String("cause", err.Error()))
+		}
+	}
+	w.Header().Set("Content-Type", ContentTypeJSON)
+	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(payload)
+	}
+	attrs = append(attrs,
+		slog.String("op", opName),
+		slog.String("request_id", info.RequestID),
+		slog.Int("status", status),
+		slog.String("error_type", errName),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("source_ip", info.SourceIP),
+		slog.String("access_key_id", info.Caller.AccessKeyID),
+	)
+	h.log.LogAttrs(r.Context(), level, "kms request", attrs...)
+}
+
+// serveExtra runs a registered non-KMS endpoint, recovering panics.
+func (h *Handler) serveExtra(w http.ResponseWriter, r *http.Request, info service.RequestInfo, start time.Time) {
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.log.ErrorContext(r.Context(), "panic serving extra endpoint",
+				"path", r.URL.Path, "request_id", info.RequestID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			if !sw.wrote {
+				h.finish(w, r, &info, "", start, nil, errPanic)
+				return
+			}
+			panic(http.ErrAbortHandler) // response half written: drop the connection
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.String("request_id", info.RequestID), slog.Int("status", sw.statusOr200()),
+			slog.Duration("duration", time.Since(start)))
+	}()
+	h.extra.ServeHTTP(sw, r.WithContext(service.WithRequestInfo(r.Context(), info)))
+}
+
+// statusWriter records the status an extra endpoint wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.status, s.wrote = http.StatusOK, true
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) statusOr200() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// newRequestID returns a random (version 4) UUID.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it aborts the program instead)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+func sourceIP(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
