@@ -1,0 +1,33 @@
+package service
+
+import "context"
+
+// Caller is the authenticated principal making a request.
+type Caller struct {
+	AccessKeyID string
+	ARN         string
+	AccountID   string
+}
+
+// RequestInfo is what the api layer knows about a request. Its RequestID is
+// the x-amzn-RequestId returned to the client and doubles as the id of any
+// Raft command the request proposes, so a retried proposal is deduplicated.
+type RequestInfo struct {
+	RequestID string
+	Caller    Caller
+	SourceIP  string
+	UserAgent string
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo attaches request information to ctx.
+func WithRequestInfo(ctx context.Context, ri RequestInfo) context.Context {
+	return context.WithValue(ctx, requestInfoKey{}, ri)
+}
+
+// RequestInfoFrom returns the request information attached to ctx.
+func RequestInfoFrom(ctx context.Context) (RequestInfo, bool) {
+	ri, ok := ctx.Value(requestInfoKey{}).(RequestInfo)
+	return ri, ok
+}

@@ -1,0 +1,199 @@
+// Package service implements the AWS KMS operations: validation beyond the
+// wire shapes, key-state rules, key resolution (ids, ARNs, aliases), crypto
+// through the crypto package, and mutations proposed as Raft commands
+// through a Proposer. It touches neither HTTP nor disks.
+package service
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kmsd/kmsd/crypto"
+	"github.com/kmsd/kmsd/fsm"
+)
+
+// Proposer commits a command to the replicated log and returns the FSM's
+// Apply result once it has been applied locally. An error means the outcome
+// is unknown: the command may or may not take effect, and proposing the same
+// bytes again (same request id) is safe because Apply deduplicates it.
+type Proposer interface {
+	Propose(ctx context.Context, cmd []byte) (resp any, index uint64, err error)
+	IsLeader() bool
+}
+
+// Config configures a Service.
+type Config struct {
+	Region    string
+	AccountID string
+	FSM       *fsm.FSM
+	Proposer  Proposer
+	RootKey   *crypto.RootKey
+	Logger    *slog.Logger
+	// Now is the clock; it defaults to time.Now. Tests move it forward.
+	Now func() time.Time
+	// Rand is the source of key material, ids and salts; default crypto/rand.
+	Rand io.Reader
+	// DomainKeyRotation is how old the current domain key may get before the
+	// leader adds a new one. Default 24h.
+	DomainKeyRotation time.Duration
+	// MaterialCacheSize bounds the unwrapped key versions kept in memory.
+	MaterialCacheSize int
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	switch {
+	case c.Region == "":
+		return errors.New("service: region is required")
+	case len(c.AccountID) != 12:
+		return errors.New("service: account id must be 12 digits")
+	case c.FSM == nil || c.Proposer == nil || c.RootKey == nil:
+		return errors.New("service: FSM, Proposer and RootKey are required")
+	}
+	for _, r := range c.AccountID {
+		if r < '0' || r > '9' {
+			return errors.New("service: account id must be 12 digits")
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = crand.Reader
+	}
+	if c.DomainKeyRotation <= 0 {
+		c.DomainKeyRotation = 24 * time.Hour
+	}
+	if c.MaterialCacheSize <= 0 {
+		c.MaterialCacheSize = 10000
+	}
+	return nil
+}
+
+// Service implements the KMS operations of one region.
+type Service struct {
+	cfg      Config
+	fsm      *fsm.FSM
+	proposer Proposer
+	log      *slog.Logger
+
+	materials *crypto.MaterialCache
+
+	dkMu       sync.Mutex
+	domainKeys map[string]*crypto.Secret // unwrapped domain keys by id
+}
+
+// New builds a Service from a validated Config.
+func New(cfg Config) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Service{
+		cfg:        cfg,
+		fsm:        cfg.FSM,
+		proposer:   cfg.Proposer,
+		log:        cfg.Logger,
+		materials:  crypto.NewMaterialCache(cfg.MaterialCacheSize),
+		domainKeys: map[string]*crypto.Secret{},
+	}, nil
+}
+
+// Close drops every unwrapped secret the service holds.
+func (s *Service) Close() {
+	s.materials.Purge()
+	s.dkMu.Lock()
+	for id, dk := range s.domainKeys {
+		dk.Zero()
+		delete(s.domainKeys, id)
+	}
+	s.dkMu.Unlock()
+}
+
+func (s *Service) now() time.Time { return s.cfg.Now() }
+
+// requestID returns the id of the request in ctx, or a fresh one for work
+// the service starts itself.
+func (s *Service) requestID(ctx context.Context) string {
+	if ri, ok := RequestInfoFrom(ctx); ok && ri.RequestID != "" {
+		return ri.RequestID
+	}
+	return s.newUUID()
+}
+
+// newUUID draws a random (version 4) UUID.
+func (s *Service) newUUID() string {
+	var b [16]byte
+	s.mustRead(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return crypto.FormatKeyID(b, false)
+}
+
+// mustRead fills b from the configured random source. A failing system
+// random source leaves nothing safe to do.
+func (s *Service) mustRead(b []byte) {
+	if _, err := io.ReadFull(s.cfg.Rand, b); err != nil {
+		panic(fmt.Sprintf("service: random source failed: %v", err))
+	}
+}
+
+// propose commits cmd, retrying once with the same request id when the
+// outcome is unknown, and turns the FSM's business error into a KMS error.
+func (s *Service) propose(ctx context.Context, cmd *fsm.Command) error {
+	if cmd.RequestID == "" {
+		cmd.RequestID = s.requestID(ctx)
+	}
+	if cmd.Time == 0 {
+		cmd.Time = s.now().UnixNano()
+	}
+	b, err := fsm.Encode(cmd)
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	var resp any
+	for attempt := 0; attempt < 2; attempt++ {
+		resp, _, err = s.proposer.Propose(ctx, b)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("proposal failed", "type", cmd.Type, "request_id", cmd.RequestID, "attempt", attempt+1, "err", err)
+	}
+	if err != nil {
+		return newError(ErrDependencyTimeout, "The request could not be committed in time; retry it.")
+	}
+	res, ok := resp.(*fsm.Result)
+	if !ok {
+		return fmt.Errorf("service: unexpected apply result %T", resp)
+	}
+	if res.Err != nil {
+		return fromFSMError(res.Err)
+	}
+	return nil
+}
+
+// fromFSMError maps the FSM's business errors to KMS errors.
+func fromFSMError(e *fsm.Error) error {
+	kind := ErrInternal
+	switch {
+	case errors.Is(e, fsm.ErrNotFound):
+		kind = ErrNotFound
+	case errors.Is(e, fsm.ErrAlreadyExists):
+		kind = ErrAlreadyExists
+	case errors.Is(e, fsm.ErrInvalidState):
+		kind = ErrInvalidState
+	case errors.Is(e, fsm.ErrLimitExceeded):
+		kind = ErrLimitExceeded
+	case errors.Is(e, fsm.ErrPrecondition):
+		kind = ErrInvalidState
+	}
+	return &Error{Kind: kind, Message: e.Message}
+}
