@@ -292,9 +292,21 @@ func decodeResult(t testing.TB, status int, h http.Header, b []byte) result {
 			t.Fatalf("error body %q is not AWS-shaped: %v", b, err)
 		}
 		r.errType, r.message = eb.Type, eb.Message
-		if got := h.Get(HeaderErrorType); got != eb.Type {
+		if got := headerValue(h, HeaderErrorType); got != eb.Type {
 			t.Errorf("X-Amzn-ErrorType %q != __type %q", got, eb.Type)
 		}
 	}
 	return r
+}
+
+// headerValue looks a header up case-insensitively: the handler keeps AWS's
+// spelling of some names (x-amzn-RequestId), which http.Header.Get, with its
+// canonical form, does not find in a recorder's map. Over the wire it does.
+func headerValue(h http.Header, name string) string {
+	for k, v := range h {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
 }

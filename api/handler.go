@@ -209,7 +209,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		UserAgent: r.UserAgent(),
 	}
 	hdr := w.Header()
-	hdr.Set(HeaderRequestID, info.RequestID)
+	// Assigned directly to keep AWS's spelling: Set would canonicalise the
+	// name to X-Amzn-Requestid. Readers match header names case-insensitively.
+	hdr[HeaderRequestID] = []string{info.RequestID}
 	hdr.Set(HeaderServedBy, h.nodeID)
 
 	if r.URL.Path == "/" && r.Method == http.MethodPost {
@@ -388,7 +390,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.R
 	if err != nil {
 		we := classify(err)
 		status, errName = we.status, we.name
-		w.Header().Set(HeaderErrorType, we.name)
+		w.Header()[HeaderErrorType] = []string{we.name}
 		payload, _ = json.Marshal(struct {
 			Type    string `json:"__type"`
 			Message string `json:"message"`

@@ -37,13 +37,13 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 
 func checkCommonHeaders(t *testing.T, r result) {
 	t.Helper()
-	if id := r.header.Get(HeaderRequestID); !uuidV4.MatchString(id) {
+	if id := headerValue(r.header, HeaderRequestID); !uuidV4.MatchString(id) {
 		t.Errorf("x-amzn-RequestId %q is not a UUID v4", id)
 	}
 	if got := r.header.Get(HeaderServedBy); got != testNode {
 		t.Errorf("X-Kmsd-Served-By = %q", got)
 	}
-	if got := r.header.Get("Content-Type"); r.status != http.StatusOK || r.header.Get(HeaderErrorType) != "" {
+	if got := r.header.Get("Content-Type"); r.status != http.StatusOK || headerValue(r.header, HeaderErrorType) != "" {
 		if got != ContentTypeJSON {
 			t.Errorf("error Content-Type = %q", got)
 		}
@@ -281,7 +281,7 @@ func TestResponsesAndRequestInfo(t *testing.T) {
 		if err := json.Unmarshal(r.body, &obj); err != nil {
 			t.Errorf("%s: body %q is not an object: %v", op, r.body, err)
 		}
-		id := r.header.Get(HeaderRequestID)
+		id := headerValue(r.header, HeaderRequestID)
 		if seen[id] {
 			t.Errorf("request id %s repeated", id)
 		}
