@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is everything kmsd is started with.
+type Config struct {
+	Dev             bool
+	NodeID          string
+	Region          string
+	AccountID       string
+	DataDir         string
+	HTTPAddr        string
+	RaftAddr        string
+	GossipAddr      string
+	Join            []string
+	BootstrapExpect int
+	RootKeyFile     string
+	CredentialsFile string
+	AuditDir        string
+	InsecureNoAuth  bool
+	LogLevel        string
+	LogFormat       string
+	MaintenanceTick time.Duration
+}
+
+// parseConfig reads flags, each of which may also come from KMSD_<NAME>
+// (upper case, dashes as underscores); a flag on the command line wins.
+func parseConfig(args []string, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("kmsd", flag.ContinueOnError)
+	fs.BoolVar(&c.Dev, "dev", false, "one node, data in -data-dir or a temp dir, dev root key in the data dir, any SigV4 credentials accepted")
+	fs.StringVar(&c.NodeID, "node-id", "", "this node's id (default: the host name; kmsd-dev with -dev)")
+	fs.StringVar(&c.Region, "region", "us-east-1", "the AWS region this cluster serves")
+	fs.StringVar(&c.AccountID, "account-id", "111122223333", "the AWS account id in ARNs")
+	fs.StringVar(&c.DataDir, "data-dir", "", "where Raft's log, stable store and snapshots live (a temp dir with -dev if empty)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the KMS API")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:8300", "address of Raft traffic")
+	fs.StringVar(&c.GossipAddr, "gossip-addr", "127.0.0.1:8301", "address of gossip (memberlist)")
+	join := fs.String("join", "", "gossip seeds, host:port,...")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "bootstrap once this many nodes see each other")
+	fs.StringVar(&c.RootKeyFile, "root-key-file", "", "the region root key: 32 random bytes as one line of base64")
+	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "SigV4 principals (JSON)")
+	fs.StringVar(&c.AuditDir, "audit-dir", "", "where this node's audit log goes (default <data-dir>/audit)")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "accept unverified SigV4 signatures outside -dev")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
+
+	// Environment first, so that flags parsed afterwards win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "KMSD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *join != "" {
+		c.Join = strings.Split(*join, ",")
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.Dev {
+		if c.NodeID == "" {
+			c.NodeID = "kmsd-dev"
+		}
+		return nil
+	}
+	if c.NodeID == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("-node-id: %w", err)
+		}
+		c.NodeID = h
+	}
+	switch {
+	case c.DataDir == "":
+		return errors.New("-data-dir is required outside -dev")
+	case c.RootKeyFile == "":
+		return errors.New("-root-key-file is required outside -dev")
+	case c.BootstrapExpect > 1 || len(c.Join) > 0:
+		return errors.New("multi-node clusters (-bootstrap-expect > 1, -join) are not implemented in this version; run a single node with -bootstrap-expect 1")
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+// Command kmsd runs one node of a kmsd region: the AWS KMS API over HTTP,
+// backed by a Raft-replicated state machine.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kmsd/kmsd/api"
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/crypto"
+	"github.com/kmsd/kmsd/fsm"
+	"github.com/kmsd/kmsd/service"
+)
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "kmsd:", err)
+		os.Exit(2)
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("kmsd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(cfg *Config) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(os.Stderr, opts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("node", cfg.NodeID)
+}
+
+// run starts the node and blocks until ctx is cancelled, then stops it.
+func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if cfg.Dev && cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "kmsd-dev-")
+		if err != nil {
+			return err
+		}
+		cfg.DataDir = dir
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	rootKey, err := loadRootKey(cfg, log)
+	if err != nil {
+		return err
+	}
+
+	state := fsm.New()
+	node, err := cluster.New(cluster.Config{
+		NodeID:    cfg.NodeID,
+		DataDir:   cfg.DataDir,
+		RaftAddr:  cfg.RaftAddr,
+		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
+		Logger:    log.With("component", "raft"),
+	}, state)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+	defer node.Shutdown()
+
+	svc, err := service.New(service.Config{
+		Region:    cfg.Region,
+		AccountID: cfg.AccountID,
+		FSM:       state,
+		Proposer:  node,
+		RootKey:   rootKey,
+		Logger:    log.With("component", "service"),
+	})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	handler, err := api.NewHandler(api.Config{
+		KMS:    svc,
+		Auth:   &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log.With("component", "auth")},
+		Logger: log.With("component", "api"),
+		NodeID: cfg.NodeID,
+	})
+	if err != nil {
+		return err
+	}
+	registerNodeEndpoints(handler, node, cfg)
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := node.WaitForLeader(waitCtx); err != nil {
+		log.Warn("no leader yet", "err", err)
+	}
+	cancel()
+
+	mctx, stopMaintenance := context.WithCancel(ctx)
+	defer stopMaintenance()
+	go svc.RunMaintenance(mctx, cfg.MaintenanceTick)
+
+	endpoint := "http://" + ln.Addr().String()
+	log.Info("kmsd ready", "endpoint", endpoint, "region", cfg.Region, "data_dir", cfg.DataDir, "raft_addr", node.RaftAddr())
+	if cfg.Dev {
+		fmt.Fprintf(os.Stderr, "\nkmsd -dev is serving the AWS KMS API at %s (region %s)\n  aws --endpoint-url %s --region %s kms create-key\n\n", endpoint, cfg.Region, endpoint, cfg.Region)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http: %w", err)
+	}
+	log.Info("shutting down")
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelShut()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+// loadRootKey reads the region root key, or in -dev mode creates one in the
+// data dir on first start.
+func loadRootKey(cfg *Config, log *slog.Logger) (*crypto.RootKey, error) {
+	path := cfg.RootKeyFile
+	if path == "" && cfg.Dev {
+		path = filepath.Join(cfg.DataDir, "dev-root-key")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			line, err := crypto.GenerateRootKeyFile(rand.Reader)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(path, line, 0o600); err != nil {
+				return nil, fmt.Errorf("dev root key: %w", err)
+			}
+		}
+		log.Warn("DEV MODE: the region root key is stored next to the data it protects; never use -dev for real keys", "root_key_file", path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	rk, err := crypto.ParseRootKey(b)
+	clear(b)
+	if err != nil {
+		return nil, fmt.Errorf("root key %s: %w", path, err)
+	}
+	return rk, nil
+}
+
+// registerNodeEndpoints adds the health and status endpoints.
+func registerNodeEndpoints(h *api.Handler, node *cluster.Node, cfg *Config) {
+	h.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	}))
+	h.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, _ := node.LeaderID(); id == "" {
+			http.Error(w, "no leader\n", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	}))
+	h.Handle("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := node.Status()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"node_id":       cfg.NodeID,
+			"region":        cfg.Region,
+			"state":         st.State,
+			"leader_id":     st.LeaderID,
+			"applied_index": st.AppliedIndex,
+			"commit_index":  st.CommitIndex,
+			"peers":         st.Peers,
+		})
+	}))
+}
