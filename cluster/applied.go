@@ -1,0 +1,103 @@
+package cluster
+
+import (
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Why this file exists: raft.AppliedIndex() is the index last *handed* to
+// the FSM goroutine (through a buffered channel), not the index the FSM has
+// applied, so a read right after raft.AppliedIndex() >= i may miss entry i.
+// Node wraps the FSM to learn what the FSM has really applied.
+
+// appliedTracker holds the index of the last log entry the FSM goroutine has
+// finished with (applied command, stored configuration) and wakes waiters
+// when it moves.
+type appliedTracker struct {
+	mu    sync.Mutex
+	index uint64
+	ch    chan struct{} // closed and replaced on every advance
+}
+
+func newAppliedTracker() *appliedTracker {
+	return &appliedTracker{ch: make(chan struct{})}
+}
+
+func (t *appliedTracker) set(i uint64) {
+	t.mu.Lock()
+	if i > t.index {
+		t.index = i
+		close(t.ch)
+		t.ch = make(chan struct{})
+	}
+	t.mu.Unlock()
+}
+
+// get returns the index and a channel closed when it next advances.
+func (t *appliedTracker) get() (uint64, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.index, t.ch
+}
+
+// trackingFSM passes everything through to the caller's FSM and records the
+// index of each entry once the FSM is done with it. Apply's response is
+// returned untouched. It implements raft.ConfigurationStore so that
+// configuration entries are recorded too (forwarded if the inner FSM wants
+// them).
+type trackingFSM struct {
+	inner   raft.FSM
+	confs   raft.ConfigurationStore // nil if inner does not implement it
+	applied *appliedTracker
+}
+
+func (f *trackingFSM) Apply(l *raft.Log) any {
+	resp := f.inner.Apply(l)
+	f.applied.set(l.Index)
+	return resp
+}
+
+func (f *trackingFSM) Snapshot() (raft.FSMSnapshot, error) { return f.inner.Snapshot() }
+
+// Restore does not know the snapshot's index (raft does not pass it);
+// Node.AppliedIndex takes it from raft's last-snapshot index instead.
+func (f *trackingFSM) Restore(rc io.ReadCloser) error { return f.inner.Restore(rc) }
+
+func (f *trackingFSM) StoreConfiguration(index uint64, c raft.Configuration) {
+	if f.confs != nil {
+		f.confs.StoreConfiguration(index, c)
+	}
+	f.applied.set(index)
+}
+
+// batchingTrackingFSM is used when the inner FSM implements
+// raft.BatchingFSM, so raft keeps batching.
+type batchingTrackingFSM struct {
+	*trackingFSM
+	batch raft.BatchingFSM
+}
+
+func (f *batchingTrackingFSM) ApplyBatch(logs []*raft.Log) []any {
+	resps := f.batch.ApplyBatch(logs)
+	if n := len(logs); n > 0 {
+		f.applied.set(logs[n-1].Index)
+	}
+	return resps
+}
+
+func wrapFSM(inner raft.FSM, t *appliedTracker) raft.FSM {
+	tf := &trackingFSM{inner: inner, applied: t}
+	tf.confs, _ = inner.(raft.ConfigurationStore)
+	if b, ok := inner.(raft.BatchingFSM); ok {
+		return &batchingTrackingFSM{trackingFSM: tf, batch: b}
+	}
+	return tf
+}
+
+// transparent reports whether a log entry of this type never reaches the
+// FSM, so the FSM's state after entry i-1 is also its state after entry i.
+func transparent(t raft.LogType) bool {
+	return t == raft.LogNoop || t == raft.LogBarrier
+}
