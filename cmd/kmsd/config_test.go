@@ -1,0 +1,80 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseConfig(t *testing.T) {
+	env := func(m map[string]string) func(string) string {
+		return func(k string) string { return m[k] }
+	}
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(t *testing.T, c *Config)
+		wantErr string
+	}{
+		{
+			name: "dev defaults",
+			args: []string{"-dev"},
+			check: func(t *testing.T, c *Config) {
+				require.True(t, c.Dev)
+				require.Equal(t, "kmsd-dev", c.NodeID)
+				require.Equal(t, "us-east-1", c.Region)
+				require.Equal(t, "111122223333", c.AccountID)
+				require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
+				require.Equal(t, time.Second, c.MaintenanceTick)
+			},
+		},
+		{
+			name: "environment fills flags",
+			env: map[string]string{"KMSD_DEV": "true", "KMSD_HTTP_ADDR": "127.0.0.1:9999",
+				"KMSD_ROOT_KEY_FILE": "/rk", "KMSD_BOOTSTRAP_EXPECT": "1", "KMSD_ACCOUNT_ID": "222233334444"},
+			check: func(t *testing.T, c *Config) {
+				require.True(t, c.Dev)
+				require.Equal(t, "127.0.0.1:9999", c.HTTPAddr)
+				require.Equal(t, "/rk", c.RootKeyFile)
+				require.Equal(t, 1, c.BootstrapExpect)
+				require.Equal(t, "222233334444", c.AccountID)
+			},
+		},
+		{
+			name: "flag wins over environment",
+			args: []string{"-dev", "-http-addr", "127.0.0.1:7000", "-region", "eu-west-1"},
+			env:  map[string]string{"KMSD_HTTP_ADDR": "127.0.0.1:9999", "KMSD_REGION": "us-west-2"},
+			check: func(t *testing.T, c *Config) {
+				require.Equal(t, "127.0.0.1:7000", c.HTTPAddr)
+				require.Equal(t, "eu-west-1", c.Region)
+			},
+		},
+		{
+			name: "single node outside dev",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			check: func(t *testing.T, c *Config) {
+				require.False(t, c.Dev)
+				require.Equal(t, "n1", c.NodeID)
+			},
+		},
+		{name: "data dir required outside dev", args: []string{"-root-key-file", "rk"}, wantErr: "-data-dir"},
+		{name: "root key required outside dev", args: []string{"-data-dir", "d"}, wantErr: "-root-key-file"},
+		{name: "bad env value", env: map[string]string{"KMSD_BOOTSTRAP_EXPECT": "three"}, wantErr: "KMSD_BOOTSTRAP_EXPECT"},
+		{name: "stray argument", args: []string{"-dev", "extra"}, wantErr: "unexpected arguments"},
+		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
+		{name: "join list", args: []string{"-data-dir", "d", "-root-key-file", "rk", "-join", "a:1,b:2"}, wantErr: "not implemented"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := parseConfig(tc.args, env(tc.env))
+			if tc.wantErr != "" {
+				require.ErrorContains(t, err, tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tc.check(t, c)
+		})
+	}
+}
