@@ -53,7 +53,7 @@ var errorTable = []errorMapping{
 	row(service.ErrTag, http.StatusBadRequest),
 	row(service.ErrUnsupportedOp, http.StatusBadRequest),
 	row(service.ErrAccessDenied, http.StatusBadRequest),
-	row(service.ErrDryRun, http.StatusBadRequest),
+	row(service.ErrDryRun, http.StatusPreconditionFailed), // AWS answers DryRun with 412
 	row(service.ErrMalformedPolicy, http.StatusBadRequest),
 	row(service.ErrCustomKeyStore, http.StatusBadRequest),
 	row(service.ErrDependencyTimeout, http.StatusServiceUnavailable),

@@ -344,6 +344,8 @@ func TestServiceErrors(t *testing.T) {
 			want = 500
 		case service.ErrDependencyTimeout:
 			want = 503
+		case service.ErrDryRun:
+			want = 412
 		}
 		tests = append(tests, tcase{row.name, &service.Error{Kind: row.kind, Message: "msg for " + row.name}, want, row.name, "msg for " + row.name})
 	}
