@@ -90,6 +90,9 @@ func (s *Service) DeleteAlias(ctx context.Context, in *DeleteAliasInput) (*Empty
 
 // ListAliases lists aliases in name order, optionally those of one key.
 func (s *Service) ListAliases(ctx context.Context, in *ListAliasesInput) (*ListAliasesOutput, error) {
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	after, err := decodeMarker("aliases", in.Marker)
 	if err != nil {
 		return nil, err

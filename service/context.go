@@ -17,7 +17,13 @@ type RequestInfo struct {
 	Caller    Caller
 	SourceIP  string
 	UserAgent string
+	// Consistency is the X-Kmsd-Consistency header: ConsistencyStrong asks
+	// for a linearizable read of key metadata.
+	Consistency string
 }
+
+// ConsistencyStrong is the X-Kmsd-Consistency value for linearizable reads.
+const ConsistencyStrong = "strong"
 
 type requestInfoKey struct{}
 

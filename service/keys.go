@@ -220,6 +220,9 @@ func (s *Service) metadata(k *fsm.Key) *KeyMetadata {
 
 // DescribeKey returns a key's metadata.
 func (s *Service) DescribeKey(ctx context.Context, in *DescribeKeyInput) (*DescribeKeyOutput, error) {
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	k, err := s.resolveKey(*in.KeyId, anyKeyRef)
 	if err != nil {
 		return nil, err
@@ -254,6 +257,9 @@ func limitOr(l *int32, def, max int) int {
 
 // ListKeys lists keys in key id order.
 func (s *Service) ListKeys(ctx context.Context, in *ListKeysInput) (*ListKeysOutput, error) {
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	after, err := decodeMarker("keys", in.Marker)
 	if err != nil {
 		return nil, err

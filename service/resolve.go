@@ -33,7 +33,7 @@ func (s *Service) resolveKey(ref string, accept keyRef) (*fsm.Key, error) {
 	resource := ref
 	if strings.HasPrefix(ref, "arn:") {
 		parts := strings.SplitN(ref, ":", 6)
-		if len(parts) != 6 || parts[2] != "kms" || !strings.HasPrefix(parts[1], "aws") {
+		if len(parts) != 6 || parts[1] != "aws" || parts[2] != "kms" {
 			return nil, newError(ErrNotFound, "Invalid arn %s", ref)
 		}
 		if parts[3] != s.cfg.Region || parts[4] != s.cfg.AccountID {

@@ -18,12 +18,19 @@ import (
 	"github.com/kmsd/kmsd/fsm"
 )
 
-// Proposer commits a command to the replicated log and returns the FSM's
-// Apply result once it has been applied locally. An error means the outcome
-// is unknown: the command may or may not take effect, and proposing the same
-// bytes again (same request id) is safe because Apply deduplicates it.
+// Proposer commits a command to the replicated log and returns once this
+// node's FSM has applied it. resp is the FSM's Apply result when the
+// command was applied through this node, or nil when another node (the
+// leader) proposed it for us: the outcome is then read from the local FSM
+// by request id. An error means the outcome is unknown; proposing the same
+// bytes again (same request id) is safe because Apply deduplicates it, and
+// the Proposer does that once across a leader change.
+//
+// ReadBarrier returns once the local FSM holds every write committed before
+// the call, for reads that ask for strong consistency.
 type Proposer interface {
 	Propose(ctx context.Context, cmd []byte) (resp any, index uint64, err error)
+	ReadBarrier(ctx context.Context) error
 	IsLeader() bool
 }
 
@@ -120,6 +127,20 @@ func (s *Service) Close() {
 
 func (s *Service) now() time.Time { return s.cfg.Now() }
 
+// readBarrier makes a metadata read linearizable when the caller asked for
+// it (X-Kmsd-Consistency: strong); other reads use this node's applied state.
+func (s *Service) readBarrier(ctx context.Context) error {
+	ri, _ := RequestInfoFrom(ctx)
+	if ri.Consistency != ConsistencyStrong {
+		return nil
+	}
+	if err := s.proposer.ReadBarrier(ctx); err != nil {
+		s.log.Warn("read barrier failed", "err", err)
+		return newError(ErrDependencyTimeout, "A strongly consistent read could not be served in time; retry it.")
+	}
+	return nil
+}
+
 // requestID returns the id of the request in ctx, or a fresh one for work
 // the service starts itself.
 func (s *Service) requestID(ctx context.Context) string {
@@ -146,8 +167,7 @@ func (s *Service) mustRead(b []byte) {
 	}
 }
 
-// propose commits cmd, retrying once with the same request id when the
-// outcome is unknown, and turns the FSM's business error into a KMS error.
+// propose commits cmd and turns the FSM's business error into a KMS error.
 func (s *Service) propose(ctx context.Context, cmd *fsm.Command) error {
 	if cmd.RequestID == "" {
 		cmd.RequestID = s.requestID(ctx)
@@ -159,20 +179,17 @@ func (s *Service) propose(ctx context.Context, cmd *fsm.Command) error {
 	if err != nil {
 		return fmt.Errorf("service: %w", err)
 	}
-	var resp any
-	for attempt := 0; attempt < 2; attempt++ {
-		resp, _, err = s.proposer.Propose(ctx, b)
-		if err == nil || ctx.Err() != nil {
-			break
-		}
-		s.log.Warn("proposal failed", "type", cmd.Type, "request_id", cmd.RequestID, "attempt", attempt+1, "err", err)
-	}
+	resp, _, err := s.proposer.Propose(ctx, b)
 	if err != nil {
+		s.log.Warn("proposal failed", "type", cmd.Type, "request_id", cmd.RequestID, "err", err)
 		return newError(ErrDependencyTimeout, "The request could not be committed in time; retry it.")
 	}
 	res, ok := resp.(*fsm.Result)
+	if resp == nil {
+		res, ok = s.fsm.ResultOf(cmd.RequestID)
+	}
 	if !ok {
-		return fmt.Errorf("service: unexpected apply result %T", resp)
+		return fmt.Errorf("service: no apply result for request %s (%T)", cmd.RequestID, resp)
 	}
 	if res.Err != nil {
 		return fromFSMError(res.Err)

@@ -33,8 +33,8 @@ func (s *Service) UntagResource(ctx context.Context, in *UntagResourceInput) (*E
 		return nil, err
 	}
 	for _, t := range in.TagKeys {
-		if len(t) == 0 || len([]rune(t)) > 128 {
-			return nil, newError(ErrTag, "Tag keys must be 1 to 128 characters long.")
+		if n := len([]rune(t)); n == 0 || n > 128 {
+			return nil, ValidationError("1 validation error detected: Value at 'tagKeys' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]")
 		}
 	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdUntagResource,
@@ -43,6 +43,9 @@ func (s *Service) UntagResource(ctx context.Context, in *UntagResourceInput) (*E
 
 // ListResourceTags lists a key's tags in tag key order.
 func (s *Service) ListResourceTags(ctx context.Context, in *ListResourceTagsInput) (*ListResourceTagsOutput, error) {
+	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
 	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
