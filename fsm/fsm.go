@@ -51,12 +51,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if i, ok := f.recent[cmd.RequestID]; ok {
-		e := f.st.Recent[i-f.dropped]
-		res := &Result{Duplicate: true}
-		if e.ErrCode != "" {
-			res.Err = &Error{Kind: kindFromCode(e.ErrCode), Message: e.ErrMsg}
-		}
+	if res, ok := f.resultLocked(cmd.RequestID); ok {
+		res.Duplicate = true
 		return res
 	}
 	bizErr := f.applyCommand(cmd)
@@ -349,4 +345,26 @@ func (f *FSM) KeyCount() int {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return len(f.st.Keys)
+}
+
+// ResultOf returns the remembered outcome of an applied request. A node
+// whose proposal was committed through another node (forwarding) reads its
+// outcome here once it has applied the entry.
+func (f *FSM) ResultOf(requestID string) (*Result, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.resultLocked(requestID)
+}
+
+func (f *FSM) resultLocked(requestID string) (*Result, bool) {
+	i, ok := f.recent[requestID]
+	if !ok {
+		return nil, false
+	}
+	e := f.st.Recent[i-f.dropped]
+	res := &Result{}
+	if e.ErrCode != "" {
+		res.Err = &Error{Kind: kindFromCode(e.ErrCode), Message: e.ErrMsg}
+	}
+	return res, true
 }

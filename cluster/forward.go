@@ -1,0 +1,302 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Node-to-node endpoints served by every node (mounted next to the API).
+const (
+	ProposePath   = "/internal/v1/propose"
+	ReadIndexPath = "/internal/v1/read-index"
+
+	headerNodeAuth = "X-Kmsd-Node-Auth"
+	// HeaderCaller carries the original caller's identity on a forwarded
+	// request, for the leader's logs.
+	HeaderCaller = "X-Kmsd-Caller"
+
+	forwardAuthLabel  = "kmsd-forward-v1"
+	forwardClockSkew  = time.Minute
+	maxForwardedBytes = 4 << 20
+)
+
+// ForwarderConfig configures a Forwarder.
+type ForwarderConfig struct {
+	Node *Node
+	// LeaderHTTPAddr maps a node id to that node's HTTP address (from
+	// gossip). Nil on a single node: it never needs to forward.
+	LeaderHTTPAddr func(nodeID string) (string, bool)
+	// Secret authenticates node-to-node requests (HMAC-SHA256); every node
+	// of a region derives the same one from the region root key.
+	Secret []byte
+	Client *http.Client
+	Logger *slog.Logger
+	// Scheme of peer HTTP addresses ("http" unless TLS is configured).
+	Scheme string
+}
+
+// Forwarder lets any node propose: on the leader it proposes directly; on
+// a follower it sends the command to the leader and waits until this
+// node's own state machine has applied it, so the caller reads its own
+// write at the node it talks to.
+type Forwarder struct {
+	cfg       ForwarderConfig
+	log       *slog.Logger
+	forwarded atomic.Uint64
+}
+
+// NewForwarder checks the configuration.
+func NewForwarder(cfg ForwarderConfig) (*Forwarder, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("cluster: forwarder needs a node")
+	}
+	if len(cfg.Secret) < 32 {
+		return nil, errors.New("cluster: forwarder secret must be at least 32 bytes")
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 15 * time.Second}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
+	}
+	cfg.Secret = bytes.Clone(cfg.Secret)
+	return &Forwarder{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// IsLeader reports whether this node leads.
+func (f *Forwarder) IsLeader() bool { return f.cfg.Node.IsLeader() }
+
+// Forwarded counts commands this node sent to the leader.
+func (f *Forwarder) Forwarded() uint64 { return f.forwarded.Load() }
+
+// Propose commits cmd through the leader. On the leader it returns the
+// FSM's response; on a follower resp is nil (the response stays on the
+// leader) and the caller reads the outcome from its own state machine,
+// which has applied index when Propose returns. Across a leader change it
+// retries once with the same bytes: the FSM deduplicates by request id.
+func (f *Forwarder) Propose(ctx context.Context, cmd []byte) (resp any, index uint64, err error) {
+	for attempt := 0; ; attempt++ {
+		failedLeader, _ := f.cfg.Node.LeaderID()
+		resp, index, err = f.proposeOnce(ctx, cmd)
+		if err == nil || attempt == 1 || ctx.Err() != nil || !retryable(err) {
+			return resp, index, err
+		}
+		f.log.Debug("retrying proposal after leader change", "failed_leader", failedLeader, "err", err)
+		f.waitForLeaderChange(ctx, failedLeader)
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrOutcomeUnknown)
+}
+
+func (f *Forwarder) proposeOnce(ctx context.Context, cmd []byte) (any, uint64, error) {
+	n := f.cfg.Node
+	if n.IsLeader() {
+		return n.Propose(ctx, cmd)
+	}
+	var out struct {
+		Index uint64 `json:"index"`
+	}
+	if err := f.callLeader(ctx, ProposePath, cmd, &out); err != nil {
+		return nil, 0, err
+	}
+	f.forwarded.Add(1)
+	if err := n.WaitForApplied(ctx, out.Index); err != nil {
+		return nil, 0, fmt.Errorf("%w: committed at %d but not applied here: %v", ErrOutcomeUnknown, out.Index, err)
+	}
+	return nil, out.Index, nil
+}
+
+// ReadBarrier returns once this node's state machine holds every write
+// committed before the call (a linearizable read point): the leader
+// confirms its leadership with a barrier; a follower asks the leader for
+// that index and waits to apply it.
+func (f *Forwarder) ReadBarrier(ctx context.Context) error {
+	n := f.cfg.Node
+	if n.IsLeader() {
+		return n.Barrier(ctx)
+	}
+	var out struct {
+		Index uint64 `json:"index"`
+	}
+	if err := f.callLeader(ctx, ReadIndexPath, nil, &out); err != nil {
+		return err
+	}
+	return n.WaitForApplied(ctx, out.Index)
+}
+
+// leaderChangeWait bounds how long a retry waits for another leader: a few
+// election timeouts. If the same leader is still there afterwards (the
+// failure was transient), the retry goes to it again.
+const leaderChangeWait = 3 * time.Second
+
+// waitForLeaderChange waits until a leader other than failed is known. A
+// follower keeps believing in a dead leader until its election timeout, so
+// retrying at once would reach the same dead node.
+func (f *Forwarder) waitForLeaderChange(ctx context.Context, failed string) {
+	deadline := time.NewTimer(leaderChangeWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if id, _ := f.cfg.Node.LeaderID(); id != "" && id != failed {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// callLeader POSTs body to the leader's path and decodes its JSON answer.
+func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, out any) error {
+	leaderID, leaderRaft := f.cfg.Node.LeaderID()
+	if leaderID == "" {
+		return &NotLeaderError{}
+	}
+	if f.cfg.LeaderHTTPAddr == nil {
+		return &NotLeaderError{LeaderID: leaderID, LeaderAddr: leaderRaft}
+	}
+	addr, ok := f.cfg.LeaderHTTPAddr(leaderID)
+	if !ok {
+		return &NotLeaderError{LeaderID: leaderID, LeaderAddr: leaderRaft, Cause: errors.New("leader's HTTP address unknown")}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Scheme+"://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set(headerNodeAuth, f.sign(http.MethodPost, path, time.Now(), body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := f.cfg.Client.Do(req)
+	if err != nil {
+		// The request may have reached the leader: outcome unknown.
+		return fmt.Errorf("%w: forwarding to %s: %v", ErrOutcomeUnknown, leaderID, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("%w: reading %s's answer: %v", ErrOutcomeUnknown, leaderID, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return json.Unmarshal(raw, out)
+	case http.StatusMisdirectedRequest:
+		return &NotLeaderError{Cause: fmt.Errorf("%s is no longer the leader", leaderID)}
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: leader %s: %s", ErrOutcomeUnknown, leaderID, strings.TrimSpace(string(raw)))
+	default:
+		return fmt.Errorf("cluster: leader %s answered %d: %s", leaderID, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+}
+
+// sign authenticates a node-to-node request: HMAC-SHA256 over a label,
+// the method, the path, a timestamp and the body's hash.
+func (f *Forwarder) sign(method, path string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	return "v1 ts=" + ts + ",mac=" + hex.EncodeToString(f.mac(method, path, ts, body))
+}
+
+func (f *Forwarder) mac(method, path, ts string, body []byte) []byte {
+	sum := sha256.Sum256(body)
+	m := hmac.New(sha256.New, f.cfg.Secret)
+	fmt.Fprintf(m, "%s\n%s\n%s\n%s\n%x", forwardAuthLabel, method, path, ts, sum)
+	return m.Sum(nil)
+}
+
+// verify checks a node-to-node request's authentication header. Replays
+// within the skew window are harmless: a replayed proposal carries the same
+// request id and the state machine applies it once.
+func (f *Forwarder) verify(r *http.Request, body []byte, now time.Time) error {
+	h := r.Header.Get(headerNodeAuth)
+	rest, ok := strings.CutPrefix(h, "v1 ts=")
+	if !ok {
+		return errors.New("missing or malformed node authentication")
+	}
+	ts, macHex, ok := strings.Cut(rest, ",mac=")
+	if !ok {
+		return errors.New("malformed node authentication")
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return errors.New("malformed node authentication timestamp")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > forwardClockSkew || d < -forwardClockSkew {
+		return errors.New("node authentication timestamp out of range")
+	}
+	got, err := hex.DecodeString(macHex)
+	if err != nil || !hmac.Equal(got, f.mac(r.Method, r.URL.Path, ts, body)) {
+		return errors.New("bad node authentication")
+	}
+	return nil
+}
+
+// Handler serves the node-to-node endpoints: the leader's side of Propose
+// and ReadBarrier.
+func (f *Forwarder) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+ProposePath, func(w http.ResponseWriter, r *http.Request) {
+		body, ok := f.readAuthenticated(w, r)
+		if !ok {
+			return
+		}
+		_, index, err := f.cfg.Node.Propose(r.Context(), body)
+		f.answer(w, index, err)
+	})
+	mux.HandleFunc("POST "+ReadIndexPath, func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := f.readAuthenticated(w, r); !ok {
+			return
+		}
+		// A barrier proves leadership and makes everything committed
+		// before it applied here; the applied index is then the read point.
+		err := f.cfg.Node.Barrier(r.Context())
+		f.answer(w, f.cfg.Node.AppliedIndex(), err)
+	})
+	return mux
+}
+
+func (f *Forwarder) readAuthenticated(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardedBytes))
+	if err != nil {
+		http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+		return nil, false
+	}
+	if err := f.verify(r, body, time.Now()); err != nil {
+		f.log.Warn("rejected node-to-node request", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return nil, false
+	}
+	return body, true
+}
+
+func (f *Forwarder) answer(w http.ResponseWriter, index uint64, err error) {
+	switch {
+	case err == nil:
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]uint64{"index": index})
+	case errors.Is(err, ErrNotLeader):
+		http.Error(w, err.Error(), http.StatusMisdirectedRequest)
+	default:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	}
+}

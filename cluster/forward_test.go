@@ -1,0 +1,167 @@
+package cluster_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+
+	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/internal/testcluster"
+)
+
+// setFSM is a minimal state machine: a set of strings, each Apply
+// answering whether the string was new.
+type setFSM struct {
+	mu  sync.Mutex
+	set map[string]bool
+}
+
+func newSetFSM() raft.FSM { return &setFSM{set: map[string]bool{}} }
+
+func (f *setFSM) Apply(l *raft.Log) any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := string(l.Data)
+	isNew := !f.set[k]
+	f.set[k] = true
+	return isNew
+}
+
+func (f *setFSM) has(k string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.set[k]
+}
+
+func (f *setFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return nil, errors.New("no snapshots in this test")
+}
+func (f *setFSM) Restore(io.ReadCloser) error { return errors.New("no snapshots in this test") }
+
+var testSecret = bytes.Repeat([]byte{7}, 32)
+
+// forwardingCluster starts 3 nodes, each with a Forwarder whose internal
+// endpoints are served over real HTTP.
+func forwardingCluster(t *testing.T) (*testcluster.Cluster, []*cluster.Forwarder, map[string]string) {
+	c := testcluster.Start(t, 3, newSetFSM)
+	c.WaitForLeader(t)
+	addrs := map[string]string{}
+	var mu sync.Mutex
+	lookup := func(id string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		a, ok := addrs[id]
+		return a, ok
+	}
+	var fwds []*cluster.Forwarder
+	for _, n := range c.Nodes() {
+		f, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: n, LeaderHTTPAddr: lookup, Secret: testSecret,
+			Logger: testcluster.NewLogger(t, nil)})
+		require.NoError(t, err)
+		srv := httptest.NewServer(f.Handler())
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		mu.Lock()
+		addrs[n.ID()] = u.Host
+		mu.Unlock()
+		fwds = append(fwds, f)
+	}
+	return c, fwds, addrs
+}
+
+func TestForwarderProposesFromAnyNode(t *testing.T) {
+	c, fwds, _ := forwardingCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, f := range fwds {
+		cmd := []byte{byte('a' + i)}
+		resp, index, err := f.Propose(ctx, cmd)
+		require.NoError(t, err)
+		require.NotZero(t, index)
+		if f.IsLeader() {
+			require.Equal(t, true, resp, "the leader returns the FSM's answer")
+			require.Zero(t, f.Forwarded())
+		} else {
+			require.Nil(t, resp, "a follower's answer stays on the leader")
+			require.EqualValues(t, 1, f.Forwarded())
+		}
+		// Read-your-writes: the proposing node has applied the entry.
+		require.True(t, c.FSM(i).(*setFSM).has(string(cmd)), "node %d has not applied its own write", i)
+		require.GreaterOrEqual(t, c.Node(i).AppliedIndex(), index)
+	}
+	// A read barrier on a follower covers every write committed before it.
+	leader := c.Leader()
+	_, idx, err := leader.Propose(ctx, []byte("late"))
+	require.NoError(t, err)
+	for i, f := range fwds {
+		require.NoError(t, f.ReadBarrier(ctx))
+		require.GreaterOrEqual(t, c.Node(i).AppliedIndex(), idx)
+		require.True(t, c.FSM(i).(*setFSM).has("late"))
+	}
+}
+
+func TestForwarderRejectsUnauthenticatedPeers(t *testing.T) {
+	c, _, addrs := forwardingCluster(t)
+	leader := c.Leader()
+	target := "http://" + addrs[leader.ID()] + cluster.ProposePath
+	cases := map[string]func(*http.Request){
+		"no auth header": func(*http.Request) {},
+		"garbage":        func(r *http.Request) { r.Header.Set("X-Kmsd-Node-Auth", "v1 ts=1,mac=00") },
+	}
+	// A peer holding another secret signs correctly but with the wrong key.
+	other, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: leader, Secret: bytes.Repeat([]byte{8}, 32)})
+	require.NoError(t, err)
+	wrongSecret := httptest.NewServer(other.Handler())
+	defer wrongSecret.Close()
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader([]byte("evil")))
+			mutate(req)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		})
+	}
+	for i := range c.Nodes() {
+		require.False(t, c.FSM(i).(*setFSM).has("evil"))
+	}
+	// Forwarding from a follower configured with the wrong secret fails and
+	// changes nothing.
+	follower := c.Followers()[0]
+	bad, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: follower, Secret: bytes.Repeat([]byte{9}, 32),
+		LeaderHTTPAddr: func(id string) (string, bool) { a, ok := addrs[id]; return a, ok }})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = bad.Propose(ctx, []byte("evil2"))
+	require.Error(t, err)
+	require.False(t, slices.ContainsFunc(c.Nodes(), func(n *cluster.Node) bool { return c.FSM(c.Index(n)).(*setFSM).has("evil2") }))
+}
+
+func TestForwarderRetriesAcrossLeaderChange(t *testing.T) {
+	c, fwds, _ := forwardingCluster(t)
+	old := c.Leader()
+	oldIdx := c.Index(old)
+	c.Stop(t, oldIdx)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// A surviving node proposes right away: the first attempt may hit the
+	// dead leader; the retry after a new election succeeds.
+	survivor := (oldIdx + 1) % 3
+	_, index, err := fwds[survivor].Propose(ctx, []byte("after failover"))
+	require.NoError(t, err)
+	require.NotZero(t, index)
+	require.True(t, c.FSM(survivor).(*setFSM).has("after failover"))
+}
