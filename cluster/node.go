@@ -142,10 +142,11 @@ func (n *Node) start(fsm raft.FSM) error {
 	}
 	n.logs = logs
 
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, n.cfg.SnapshotRetain, hl.Named("snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, n.cfg.SnapshotRetain, hl.Named("snapshot"))
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
+	snaps := &privateSnapshotStore{FileSnapshotStore: fileSnaps, dir: filepath.Join(raftDir, "snapshots")}
 
 	existing, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
