@@ -52,10 +52,12 @@ type KMS interface {
 const (
 	HeaderRequestID = "x-amzn-RequestId"
 	HeaderServedBy  = "X-Kmsd-Served-By"
-	HeaderErrorType = "X-Amzn-ErrorType"
-	HeaderTarget    = "X-Amz-Target"
-	TargetPrefix    = "TrentService."
-	ContentTypeJSON = "application/x-amz-json-1.1"
+	// HeaderConsistency asks for a linearizable metadata read ("strong").
+	HeaderConsistency = "X-Kmsd-Consistency"
+	HeaderErrorType   = "X-Amzn-ErrorType"
+	HeaderTarget      = "X-Amz-Target"
+	TargetPrefix      = "TrentService."
+	ContentTypeJSON   = "application/x-amz-json-1.1"
 
 	// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero.
 	DefaultMaxBodyBytes int64 = 1 << 20
@@ -68,6 +70,10 @@ type Config struct {
 	Logger       *slog.Logger // nil: slog.Default()
 	NodeID       string       // sent as X-Kmsd-Served-By on every response
 	MaxBodyBytes int64        // 0: DefaultMaxBodyBytes
+	// Ready reports whether the node's state is caught up enough to serve
+	// KMS operations (nil: always). Until it is, KMS requests get a 503
+	// DependencyTimeoutException, which the SDKs retry.
+	Ready func() bool
 }
 
 // Validate reports a configuration the handler cannot run with.
@@ -97,6 +103,7 @@ type Handler struct {
 	log     *slog.Logger
 	nodeID  string
 	maxBody int64
+	ready   func() bool
 	ops     map[string]opHandler
 	extra   *http.ServeMux
 }
@@ -142,6 +149,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		log:     cfg.Logger,
 		nodeID:  cfg.NodeID,
 		maxBody: cfg.MaxBodyBytes,
+		ready:   cfg.Ready,
 		extra:   http.NewServeMux(),
 		ops: map[string]opHandler{
 			"CreateKey":                       op(k.CreateKey),
@@ -207,6 +215,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestID: newRequestID(),
 		SourceIP:  sourceIP(r.RemoteAddr),
 		UserAgent: r.UserAgent(),
+		// Only "strong" changes anything; other values read locally.
+		Consistency: r.Header.Get(HeaderConsistency),
 	}
 	hdr := w.Header()
 	// Assigned directly to keep AWS's spelling: Set would canonicalise the
@@ -279,6 +289,9 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.Requ
 		return nil, apiError(ErrUnknownOperation, "Unknown operation "+strconv.Quote(truncate(target, 128)))
 	}
 	*opName = name
+	if h.ready != nil && !h.ready() {
+		return nil, &service.Error{Kind: service.ErrDependencyTimeout, Message: "This node is catching up with its cluster; retry the request."}
+	}
 	// 5. Content type.
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)

@@ -97,8 +97,10 @@ func (c *Config) validate() error {
 		return errors.New("-data-dir is required outside -dev")
 	case c.RootKeyFile == "":
 		return errors.New("-root-key-file is required outside -dev")
-	case c.BootstrapExpect > 1 || len(c.Join) > 0:
-		return errors.New("multi-node clusters (-bootstrap-expect > 1, -join) are not implemented in this version; run a single node with -bootstrap-expect 1")
+	case c.BootstrapExpect < 0:
+		return errors.New("-bootstrap-expect must not be negative")
+	case c.BootstrapExpect != 1:
+		return errors.New("multi-node clusters are not available in this build; run one node with -bootstrap-expect 1")
 	}
 	return nil
 }

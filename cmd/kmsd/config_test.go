@@ -64,7 +64,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "bad env value", env: map[string]string{"KMSD_BOOTSTRAP_EXPECT": "three"}, wantErr: "KMSD_BOOTSTRAP_EXPECT"},
 		{name: "stray argument", args: []string{"-dev", "extra"}, wantErr: "unexpected arguments"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
-		{name: "join list", args: []string{"-data-dir", "d", "-root-key-file", "rk", "-join", "a:1,b:2"}, wantErr: "not implemented"},
+		{name: "join list", args: []string{"-data-dir", "d", "-root-key-file", "rk", "-join", "a:1,b:2"}, wantErr: "not available"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 )
 
 func main() {
+	// Everything kmsd writes (Raft log, snapshots, keys) is for its owner only.
+	syscall.Umask(0o077)
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,9 +78,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	state := fsm.New()
 	node, err := cluster.New(cluster.Config{
-		NodeID:    cfg.NodeID,
-		DataDir:   cfg.DataDir,
-		RaftAddr:  cfg.RaftAddr,
+		NodeID:   cfg.NodeID,
+		DataDir:  cfg.DataDir,
+		RaftAddr: cfg.RaftAddr,
+		// With more than one expected node, gossip bootstraps the cluster
+		// once that many nodes see each other.
 		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
 		Logger:    log.With("component", "raft"),
 	}, state)
@@ -86,11 +91,24 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer node.Shutdown()
 
+	var leaderHTTP func(string) (string, bool) // set by gossip membership in cluster mode
+	fwdSecret := rootKey.DeriveSecret("node-forwarding")
+	forwarder, err := cluster.NewForwarder(cluster.ForwarderConfig{
+		Node:           node,
+		LeaderHTTPAddr: leaderHTTP,
+		Secret:         fwdSecret.Bytes(),
+		Logger:         log.With("component", "forward"),
+	})
+	fwdSecret.Zero()
+	if err != nil {
+		return err
+	}
+
 	svc, err := service.New(service.Config{
 		Region:    cfg.Region,
 		AccountID: cfg.AccountID,
 		FSM:       state,
-		Proposer:  node,
+		Proposer:  forwarder,
 		RootKey:   rootKey,
 		Logger:    log.With("component", "service"),
 	})
@@ -99,7 +117,14 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer svc.Close()
 
+	// Serve KMS operations only once this node's state holds everything
+	// committed before it started: after a restart the log is replayed only
+	// when the leader commits in its term, and a new node needs a snapshot.
+	var ready atomic.Bool
+	go waitUntilCaughtUp(ctx, forwarder, &ready, log)
+
 	handler, err := api.NewHandler(api.Config{
+		Ready:  ready.Load,
 		KMS:    svc,
 		Auth:   &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log.With("component", "auth")},
 		Logger: log.With("component", "api"),
@@ -108,7 +133,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	registerNodeEndpoints(handler, node, cfg)
+	handler.Handle("POST /internal/", forwarder.Handler())
+	registerNodeEndpoints(handler, node, &ready, cfg)
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -125,11 +151,13 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
-	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := node.WaitForLeader(waitCtx); err != nil {
-		log.Warn("no leader yet", "err", err)
+	if cfg.Dev {
+		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := node.WaitForLeader(waitCtx); err != nil {
+			log.Warn("no leader yet", "err", err)
+		}
+		cancel()
 	}
-	cancel()
 
 	mctx, stopMaintenance := context.WithCancel(ctx)
 	defer stopMaintenance()
@@ -153,6 +181,30 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// waitUntilCaughtUp retries a read barrier (through the leader) until one
+// succeeds, then marks the node ready for good: from then on it lags the
+// leader only by replication, like any follower.
+func waitUntilCaughtUp(ctx context.Context, fwd *cluster.Forwarder, ready *atomic.Bool, log *slog.Logger) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := fwd.ReadBarrier(bctx)
+		cancel()
+		if err == nil {
+			ready.Store(true)
+			log.Info("caught up with the cluster; serving KMS requests")
+			return
+		}
+		log.Debug("not caught up yet", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // loadRootKey reads the region root key, or in -dev mode creates one in the
@@ -185,7 +237,7 @@ func loadRootKey(cfg *Config, log *slog.Logger) (*crypto.RootKey, error) {
 }
 
 // registerNodeEndpoints adds the health and status endpoints.
-func registerNodeEndpoints(h *api.Handler, node *cluster.Node, cfg *Config) {
+func registerNodeEndpoints(h *api.Handler, node *cluster.Node, ready *atomic.Bool, cfg *Config) {
 	h.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	}))
@@ -194,19 +246,29 @@ func registerNodeEndpoints(h *api.Handler, node *cluster.Node, cfg *Config) {
 			http.Error(w, "no leader\n", http.StatusServiceUnavailable)
 			return
 		}
+		if !ready.Load() {
+			http.Error(w, "catching up\n", http.StatusServiceUnavailable)
+			return
+		}
 		w.Write([]byte("ready\n"))
 	}))
 	h.Handle("GET /v1/status", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st := node.Status()
+		status := map[string]any{
+			"node_id":         cfg.NodeID,
+			"region":          cfg.Region,
+			"http_addr":       cfg.HTTPAddr,
+			"raft_addr":       st.RaftAddr,
+			"state":           st.State,
+			"leader_id":       st.LeaderID,
+			"term":            st.Term,
+			"applied_index":   st.AppliedIndex,
+			"commit_index":    st.CommitIndex,
+			"last_log_index":  st.LastLogIndex,
+			"peers":           st.Peers,
+			"crypto_features": crypto.CPUFeatures(),
+		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"node_id":       cfg.NodeID,
-			"region":        cfg.Region,
-			"state":         st.State,
-			"leader_id":     st.LeaderID,
-			"applied_index": st.AppliedIndex,
-			"commit_index":  st.CommitIndex,
-			"peers":         st.Peers,
-		})
+		json.NewEncoder(w).Encode(status)
 	}))
 }

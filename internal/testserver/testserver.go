@@ -133,11 +133,24 @@ func (s *Server) start() {
 	if err := s.Node.WaitForLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// After a restart the log is replayed only once the leader commits in
+	// its new term: serve only after that, as kmsd does.
+	if err := s.Node.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := cluster.NewForwarder(cluster.ForwarderConfig{
+		Node:   s.Node,
+		Secret: rk.DeriveSecret("node-forwarding").Bytes(),
+		Logger: log.With("component", "forward"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.Service, err = service.New(service.Config{
 		Region:    Region,
 		AccountID: AccountID,
 		FSM:       s.FSM,
-		Proposer:  s.Node,
+		Proposer:  fwd,
 		RootKey:   rk,
 		Logger:    log.With("component", "service"),
 		Now:       s.Clock.Now,
