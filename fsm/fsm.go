@@ -72,7 +72,11 @@ func (f *FSM) remember(requestID string, e *Error) {
 		for _, old := range f.st.Recent[:over] {
 			delete(f.recent, old.RequestID)
 		}
-		f.st.Recent = slices.Clone(f.st.Recent[over:])
+		// Reslice rather than copy the whole window on every Apply: append
+		// reallocates (copying only the live entries) once the capacity
+		// runs out, so eviction costs O(1) amortised.
+		clear(f.st.Recent[:over]) // release the dropped ids
+		f.st.Recent = f.st.Recent[over:]
 		f.dropped += over
 	}
 }
