@@ -12,4 +12,6 @@
 // authentication, operation lookup, Content-Type check, JSON decode,
 // validation, service call, JSON encode. A request that fails a step never
 // reaches the service. Request and response bodies are never logged.
+// Config.Observe, when set, is told the operation, outcome and latency of
+// every KMS request (for metrics; see package metrics).
 package api

@@ -61,6 +61,14 @@ const (
 
 	// DefaultMaxBodyBytes is Config.MaxBodyBytes when it is zero.
 	DefaultMaxBodyBytes int64 = 1 << 20
+
+	// OperationUnknown is the operation passed to Config.Observe for a
+	// request whose X-Amz-Target is missing or names no TrentService
+	// operation this handler serves.
+	OperationUnknown = "unknown"
+	// OutcomeOK is the outcome passed to Config.Observe for a success; any
+	// other outcome is the AWS exception name sent as __type.
+	OutcomeOK = "ok"
 )
 
 // Config configures a Handler.
@@ -74,6 +82,19 @@ type Config struct {
 	// KMS operations (nil: always). Until it is, KMS requests get a 503
 	// DependencyTimeoutException, which the SDKs retry.
 	Ready func() bool
+	// Observe, if set, is called exactly once for every KMS request (POST /)
+	// the handler answers, errors included, after the response is written.
+	// operation is the TrentService operation named by X-Amz-Target when the
+	// handler serves it (also when the request then fails authentication),
+	// else OperationUnknown: it never carries a client-chosen string.
+	// outcome is OutcomeOK or the AWS exception name (the __type, e.g.
+	// "NotFoundException"). elapsed runs from the request's arrival until the
+	// response has been written to the ResponseWriter. Requests to other
+	// paths or methods, to endpoints registered with Handle, and requests
+	// aborted with http.ErrAbortHandler (never answered) are not observed.
+	// Observe runs on the request's goroutine and must be safe for
+	// concurrent use.
+	Observe func(operation, outcome string, elapsed time.Duration)
 }
 
 // Validate reports a configuration the handler cannot run with.
@@ -104,6 +125,7 @@ type Handler struct {
 	nodeID  string
 	maxBody int64
 	ready   func() bool
+	observe func(operation, outcome string, elapsed time.Duration)
 	ops     map[string]opHandler
 	extra   *http.ServeMux
 }
@@ -150,6 +172,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		nodeID:  cfg.NodeID,
 		maxBody: cfg.MaxBodyBytes,
 		ready:   cfg.Ready,
+		observe: cfg.Observe,
 		extra:   http.NewServeMux(),
 		ops: map[string]opHandler{
 			"CreateKey":                       op(k.CreateKey),
@@ -239,7 +262,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, start time.Time) {
 	var opName string
 	out, err := h.runSafely(w, r, info, &opName)
-	h.finish(w, r, info, opName, start, out, err)
+	errName := h.finish(w, r, info, opName, start, out, err)
+	if h.observe != nil {
+		outcome := OutcomeOK
+		if errName != "" {
+			outcome = errName
+		}
+		h.observe(h.operationLabel(r), outcome, time.Since(start))
+	}
+}
+
+// operationLabel names the operation r asks for, for Config.Observe: the
+// operation name if the handler serves it, else OperationUnknown. It looks
+// at the header alone, so requests that fail before the operation lookup
+// (body limit, authentication) are still attributed to their operation.
+func (h *Handler) operationLabel(r *http.Request) string {
+	name, ok := strings.CutPrefix(r.Header.Get(HeaderTarget), TargetPrefix)
+	if _, known := h.ops[name]; ok && known {
+		return name
+	}
+	return OperationUnknown
 }
 
 // errPanic stands for a recovered panic; the stack is logged where it is
@@ -386,8 +428,9 @@ func awsTypeName(t reflect.Type) string {
 	return "a value"
 }
 
-// finish writes the response for (out, err) and logs the request.
-func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName string, start time.Time, out any, err error) {
+// finish writes the response for (out, err) and logs the request. It
+// returns the AWS exception name it answered with, "" for a success.
+func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName string, start time.Time, out any, err error) string {
 	var payload []byte
 	status := http.StatusOK
 	errName := ""
@@ -431,6 +474,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.R
 		slog.String("access_key_id", info.Caller.AccessKeyID),
 	)
 	h.log.LogAttrs(r.Context(), level, "kms request", attrs...)
+	return errName
 }
 
 // serveExtra runs a registered non-KMS endpoint, recovering panics.
