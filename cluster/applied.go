@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -51,11 +52,16 @@ type trackingFSM struct {
 	inner   raft.FSM
 	confs   raft.ConfigurationStore // nil if inner does not implement it
 	applied *appliedTracker
+	observe func(time.Duration) // Config.ObserveApply; may be nil
 }
 
 func (f *trackingFSM) Apply(l *raft.Log) any {
+	start := time.Now()
 	resp := f.inner.Apply(l)
 	f.applied.set(l.Index)
+	if f.observe != nil && l.Type == raft.LogCommand {
+		f.observe(time.Since(start))
+	}
 	return resp
 }
 
@@ -80,15 +86,19 @@ type batchingTrackingFSM struct {
 }
 
 func (f *batchingTrackingFSM) ApplyBatch(logs []*raft.Log) []any {
+	start := time.Now()
 	resps := f.batch.ApplyBatch(logs)
 	if n := len(logs); n > 0 {
 		f.applied.set(logs[n-1].Index)
+		if f.observe != nil {
+			f.observe(time.Since(start) / time.Duration(n))
+		}
 	}
 	return resps
 }
 
-func wrapFSM(inner raft.FSM, t *appliedTracker) raft.FSM {
-	tf := &trackingFSM{inner: inner, applied: t}
+func wrapFSM(inner raft.FSM, t *appliedTracker, observe func(time.Duration)) raft.FSM {
+	tf := &trackingFSM{inner: inner, applied: t, observe: observe}
 	tf.confs, _ = inner.(raft.ConfigurationStore)
 	if b, ok := inner.(raft.BatchingFSM); ok {
 		return &batchingTrackingFSM{trackingFSM: tf, batch: b}

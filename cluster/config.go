@@ -85,6 +85,9 @@ type Config struct {
 	BootstrapPeers []Peer
 	// Logger receives the node's and raft's logs. Nil discards them.
 	Logger *slog.Logger
+	// ObserveApply, if set, is called after the FSM applies each command
+	// with how long Apply took (metrics).
+	ObserveApply func(time.Duration)
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration

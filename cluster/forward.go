@@ -22,6 +22,7 @@ import (
 const (
 	ProposePath   = "/internal/v1/propose"
 	ReadIndexPath = "/internal/v1/read-index"
+	LeavePath     = "/internal/v1/leave"
 
 	headerNodeAuth = "X-Kmsd-Node-Auth"
 	// HeaderCaller carries the original caller's identity on a forwarded
@@ -46,6 +47,9 @@ type ForwarderConfig struct {
 	Logger *slog.Logger
 	// Scheme of peer HTTP addresses ("http" unless TLS is configured).
 	Scheme string
+	// OnLeave, if set, is told on the leader which node asked to leave
+	// before it is removed (gossip must not add it back meanwhile).
+	OnLeave func(nodeID string)
 }
 
 // Forwarder lets any node propose: on the leader it proposes directly; on
@@ -142,6 +146,39 @@ func (f *Forwarder) ReadBarrier(ctx context.Context) error {
 	return n.WaitForApplied(ctx, out.Index)
 }
 
+// Leave removes this node from the Raft configuration (a graceful
+// shutdown): a leader first hands leadership to another voter; then the
+// node asks the leader to remove it, retrying once across a leader change.
+// It is a no-op for the only voter.
+func (f *Forwarder) Leave(ctx context.Context) error {
+	n := f.cfg.Node
+	voters, err := n.Voters()
+	if err != nil {
+		return err
+	}
+	if len(voters) <= 1 {
+		return nil
+	}
+	if n.IsLeader() {
+		if err := n.TransferLeadership(ctx); err != nil {
+			return fmt.Errorf("cluster: leave: %w", err)
+		}
+		f.waitForLeaderChange(ctx, n.ID())
+	}
+	for attempt := 0; ; attempt++ {
+		failedLeader, _ := n.LeaderID()
+		err = f.callLeader(ctx, LeavePath, []byte(n.ID()), nil)
+		if err == nil || attempt == 1 || ctx.Err() != nil || !retryable(err) {
+			if err != nil {
+				return fmt.Errorf("cluster: leave: %w", err)
+			}
+			f.log.Info("removed from the cluster by the leader")
+			return nil
+		}
+		f.waitForLeaderChange(ctx, failedLeader)
+	}
+}
+
 // leaderChangeWait bounds how long a retry waits for another leader: a few
 // election timeouts. If the same leader is still there afterwards (the
 // failure was transient), the retry goes to it again.
@@ -200,6 +237,9 @@ func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, ou
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
+		if out == nil {
+			return nil
+		}
 		return json.Unmarshal(raw, out)
 	case http.StatusMisdirectedRequest:
 		return &NotLeaderError{Cause: fmt.Errorf("%s is no longer the leader", leaderID)}
@@ -271,6 +311,26 @@ func (f *Forwarder) Handler() http.Handler {
 		// before it applied here; the applied index is then the read point.
 		err := f.cfg.Node.Barrier(r.Context())
 		f.answer(w, f.cfg.Node.AppliedIndex(), err)
+	})
+	mux.HandleFunc("POST "+LeavePath, func(w http.ResponseWriter, r *http.Request) {
+		body, ok := f.readAuthenticated(w, r)
+		if !ok {
+			return
+		}
+		id := string(body)
+		if err := validateID(id); err != nil {
+			http.Error(w, "bad node id", http.StatusBadRequest)
+			return
+		}
+		if !f.cfg.Node.IsLeader() {
+			f.answer(w, 0, f.cfg.Node.notLeader(nil))
+			return
+		}
+		if f.cfg.OnLeave != nil {
+			f.cfg.OnLeave(id)
+		}
+		f.log.Info("node asked to leave", "id", id)
+		f.answer(w, 0, f.cfg.Node.RemoveServer(r.Context(), id))
 	})
 	return mux
 }

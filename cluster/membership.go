@@ -99,3 +99,64 @@ func (n *Node) configuration() (raft.Configuration, error) {
 	}
 	return f.Configuration(), nil
 }
+
+// HasState reports whether this node has Raft state: it bootstrapped, was
+// added to a cluster, or restored a snapshot. Gossip bootstraps a new cluster
+// only when no node it sees has state.
+func (n *Node) HasState() bool {
+	return n.raft.LastIndex() > 0 || n.lastSnapshotIndex() > 0
+}
+
+// BootstrapWith creates the initial configuration (this node plus peers,
+// all voters) if the node has no Raft state yet. Every node of a new cluster
+// must bootstrap the same set; gossip's bootstrap-expect logic ensures that.
+// Bootstrapping a node that already has state is a no-op.
+func (n *Node) BootstrapWith(peers []Peer) error {
+	if n.closed.Load() {
+		return ErrShutdown
+	}
+	self := raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(n.cfg.NodeID), Address: n.transport.LocalAddr()}
+	conf := raft.Configuration{Servers: []raft.Server{self}}
+	for _, p := range peers {
+		if p.ID == n.cfg.NodeID {
+			continue
+		}
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
+	}
+	err := n.raft.BootstrapCluster(conf).Error()
+	switch {
+	case errors.Is(err, raft.ErrCantBootstrap):
+		return nil
+	case err != nil:
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	n.logger.Info("bootstrapped raft configuration", "servers", len(conf.Servers))
+	return nil
+}
+
+// TransferLeadership asks raft to hand leadership to another voter and waits
+// for the outcome (a node about to leave does this so that its removal is
+// committed by its successor). It fails if this node is not the leader or
+// there is no other voter.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if err := n.preflight(ctx); err != nil {
+		return err
+	}
+	if err := n.await(ctx, n.raft.LeadershipTransfer()); err != nil {
+		return n.mapError("leadership transfer", err)
+	}
+	return nil
+}
+
+// Voters returns the IDs and addresses of the latest configuration's servers.
+func (n *Node) Voters() ([]Peer, error) {
+	conf, err := n.configuration()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Peer, 0, len(conf.Servers))
+	for _, s := range conf.Servers {
+		out = append(out, Peer{ID: string(s.ID), Addr: string(s.Address), Suffrage: s.Suffrage.String()})
+	}
+	return out, nil
+}

@@ -161,7 +161,7 @@ func (n *Node) start(fsm raft.FSM) error {
 
 	rc := n.cfg.raftConfig()
 	rc.Logger = hl
-	r, err := raft.NewRaft(rc, wrapFSM(fsm, n.applied), logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, wrapFSM(fsm, n.applied, n.cfg.ObserveApply), logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,10 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	MaintenanceTick time.Duration
+
+	// leaveOnStop is set when kmsd is stopped by SIGTERM (leave the
+	// cluster) rather than SIGINT (stop, stay a member).
+	leaveOnStop atomic.Bool
 }
 
 // parseConfig reads flags, each of which may also come from KMSD_<NAME>
@@ -99,8 +104,10 @@ func (c *Config) validate() error {
 		return errors.New("-root-key-file is required outside -dev")
 	case c.BootstrapExpect < 0:
 		return errors.New("-bootstrap-expect must not be negative")
-	case c.BootstrapExpect != 1:
-		return errors.New("multi-node clusters are not available in this build; run one node with -bootstrap-expect 1")
+	case c.BootstrapExpect < 0:
+		return errors.New("-bootstrap-expect must not be negative")
+	case c.BootstrapExpect == 0 && len(c.Join) == 0:
+		return errors.New("give -bootstrap-expect N (N nodes form a new cluster) or -join (join an existing one)")
 	}
 	return nil
 }

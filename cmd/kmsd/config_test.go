@@ -61,10 +61,21 @@ func TestParseConfig(t *testing.T) {
 		},
 		{name: "data dir required outside dev", args: []string{"-root-key-file", "rk"}, wantErr: "-data-dir"},
 		{name: "root key required outside dev", args: []string{"-data-dir", "d"}, wantErr: "-root-key-file"},
+		{name: "bootstrap or join required outside dev", args: []string{"-data-dir", "d", "-root-key-file", "rk"}, wantErr: "-bootstrap-expect"},
 		{name: "bad env value", env: map[string]string{"KMSD_BOOTSTRAP_EXPECT": "three"}, wantErr: "KMSD_BOOTSTRAP_EXPECT"},
 		{name: "stray argument", args: []string{"-dev", "extra"}, wantErr: "unexpected arguments"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
-		{name: "join list", args: []string{"-data-dir", "d", "-root-key-file", "rk", "-join", "a:1,b:2"}, wantErr: "not available"},
+		{
+			name: "cluster flags as in DESIGN.md",
+			args: []string{"-node-id", "n1", "-region", "us-east-1", "-data-dir", "d1", "-http-addr", "127.0.0.1:8080",
+				"-raft-addr", "127.0.0.1:8300", "-gossip-addr", "127.0.0.1:8301", "-bootstrap-expect", "3",
+				"-join", "127.0.0.1:8311,127.0.0.1:8321", "-root-key-file", "rk"},
+			check: func(t *testing.T, c *Config) {
+				require.Equal(t, []string{"127.0.0.1:8311", "127.0.0.1:8321"}, c.Join)
+				require.Equal(t, 3, c.BootstrapExpect)
+				require.Equal(t, "127.0.0.1:8301", c.GossipAddr)
+			},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +24,7 @@ import (
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/fsm"
+	"github.com/kmsd/kmsd/metrics"
 	"github.com/kmsd/kmsd/service"
 )
 
@@ -38,8 +40,21 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGTERM: leave the cluster (the leader removes this node from the
+	// Raft configuration: decommissioning, scaling down). SIGINT (Ctrl-C):
+	// stop but stay a member, so a restart resumes; stopping a whole
+	// cluster this way keeps its configuration intact. This follows
+	// Consul's defaults for servers (skip_leave_on_interrupt).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		cfg.leaveOnStop.Store(s == syscall.SIGTERM)
+		cancel()
+		signal.Stop(sigs)
+	}()
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("kmsd stopped", "err", err)
 		os.Exit(1)
@@ -77,10 +92,16 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 
 	state := fsm.New()
+	src := &metricsSource{}
+	mets, err := metrics.New(metrics.Config{NodeID: cfg.NodeID, Region: cfg.Region, Source: src})
+	if err != nil {
+		return err
+	}
 	node, err := cluster.New(cluster.Config{
-		NodeID:   cfg.NodeID,
-		DataDir:  cfg.DataDir,
-		RaftAddr: cfg.RaftAddr,
+		ObserveApply: mets.ObserveApply,
+		NodeID:       cfg.NodeID,
+		DataDir:      cfg.DataDir,
+		RaftAddr:     cfg.RaftAddr,
 		// With more than one expected node, gossip bootstraps the cluster
 		// once that many nodes see each other.
 		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
@@ -91,18 +112,47 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer node.Shutdown()
 
-	var leaderHTTP func(string) (string, bool) // set by gossip membership in cluster mode
+	var members *cluster.Membership
+	if !cfg.Dev {
+		gossipKey := rootKey.DeriveSecret("gossip-encryption")
+		members, err = cluster.StartMembership(ctx, cluster.MembershipConfig{
+			NodeID:          cfg.NodeID,
+			Region:          cfg.Region,
+			RaftAddr:        node.RaftAddr(),
+			HTTPAddr:        cfg.HTTPAddr,
+			GossipAddr:      cfg.GossipAddr,
+			Join:            cfg.Join,
+			BootstrapExpect: cfg.BootstrapExpect,
+			SecretKey:       gossipKey.Bytes(),
+			Logger:          log.With("component", "gossip"),
+		}, node)
+		gossipKey.Zero()
+		if err != nil {
+			return fmt.Errorf("gossip: %w", err)
+		}
+		defer members.Shutdown()
+	}
+	var leaderHTTP func(string) (string, bool)
+	if members != nil {
+		leaderHTTP = members.HTTPAddr
+	}
 	fwdSecret := rootKey.DeriveSecret("node-forwarding")
 	forwarder, err := cluster.NewForwarder(cluster.ForwarderConfig{
 		Node:           node,
 		LeaderHTTPAddr: leaderHTTP,
-		Secret:         fwdSecret.Bytes(),
-		Logger:         log.With("component", "forward"),
+		OnLeave: func(id string) {
+			if members != nil {
+				members.MarkLeaving(id)
+			}
+		},
+		Secret: fwdSecret.Bytes(),
+		Logger: log.With("component", "forward"),
 	})
 	fwdSecret.Zero()
 	if err != nil {
 		return err
 	}
+	src.node, src.fwd = node, forwarder
 
 	svc, err := service.New(service.Config{
 		Region:    cfg.Region,
@@ -124,17 +174,19 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	go waitUntilCaughtUp(ctx, forwarder, &ready, log)
 
 	handler, err := api.NewHandler(api.Config{
-		Ready:  ready.Load,
-		KMS:    svc,
-		Auth:   &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log.With("component", "auth")},
-		Logger: log.With("component", "api"),
-		NodeID: cfg.NodeID,
+		Ready:   ready.Load,
+		Observe: mets.ObserveRequest,
+		KMS:     svc,
+		Auth:    &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log.With("component", "auth")},
+		Logger:  log.With("component", "api"),
+		NodeID:  cfg.NodeID,
 	})
 	if err != nil {
 		return err
 	}
 	handler.Handle("POST /internal/", forwarder.Handler())
-	registerNodeEndpoints(handler, node, &ready, cfg)
+	registerNodeEndpoints(handler, node, state, members, &ready, cfg)
+	handler.Handle("GET /metrics", mets.Handler())
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -175,6 +227,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	log.Info("shutting down")
+	if members != nil && cfg.leaveOnStop.Load() {
+		// SIGTERM leaves the cluster: the leader removes this node.
+		if err := members.Leave(5*time.Second, forwarder.Leave); err != nil {
+			log.Warn("gossip leave", "err", err)
+		}
+	}
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancelShut()
 	if err := srv.Shutdown(shutCtx); err != nil {
@@ -237,7 +295,7 @@ func loadRootKey(cfg *Config, log *slog.Logger) (*crypto.RootKey, error) {
 }
 
 // registerNodeEndpoints adds the health and status endpoints.
-func registerNodeEndpoints(h *api.Handler, node *cluster.Node, ready *atomic.Bool, cfg *Config) {
+func registerNodeEndpoints(h *api.Handler, node *cluster.Node, state *fsm.FSM, members *cluster.Membership, ready *atomic.Bool, cfg *Config) {
 	h.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	}))
@@ -268,7 +326,36 @@ func registerNodeEndpoints(h *api.Handler, node *cluster.Node, ready *atomic.Boo
 			"peers":           st.Peers,
 			"crypto_features": crypto.CPUFeatures(),
 		}
+		if !st.LastContact.IsZero() {
+			status["last_contact_ms"] = time.Since(st.LastContact).Milliseconds()
+		}
+		// The hash of the replicated state lets operators and chaos tests
+		// check that replicas agree (compare at equal applied indexes).
+		if sum, err := state.StateHash(); err == nil {
+			status["state_hash"] = hex.EncodeToString(sum[:])
+		}
+		if members != nil {
+			status["members"] = members.Members()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(status)
 	}))
+}
+
+// metricsSource reads the node's Raft figures for /metrics at scrape time.
+// Its fields are set before the HTTP server starts.
+type metricsSource struct {
+	node *cluster.Node
+	fwd  *cluster.Forwarder
+}
+
+func (s *metricsSource) RaftState() string    { return s.node.Status().State }
+func (s *metricsSource) AppliedIndex() uint64 { return s.node.AppliedIndex() }
+func (s *metricsSource) CommitIndex() uint64  { return s.node.Status().CommitIndex }
+func (s *metricsSource) Forwarded() uint64    { return s.fwd.Forwarded() }
+func (s *metricsSource) LastContact() time.Duration {
+	if lc := s.node.Status().LastContact; !lc.IsZero() {
+		return time.Since(lc)
+	}
+	return 0
 }
