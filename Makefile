@@ -6,13 +6,14 @@ FUZZTIME  ?= 60s
 ROUNDS    ?= 5
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build test test-short cluster dev bench chaos lint fuzz clean
+.PHONY: all build test test-short cluster cluster-up cluster-down cluster-status dev docker-image docker-cluster docker-down bench chaos lint fuzz clean
 
 all: build
 
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kmsd ./cmd/kmsd
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/kmsctl ./cmd/kmsctl
 
 # Unit, in-process cluster and e2e tests (real processes), with the race detector.
 test: build
@@ -22,16 +23,35 @@ test: build
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-# A local node serving the AWS KMS API on $(HTTP_ADDR), in the foreground.
-# (One node until multi-node clustering lands; data under ./data/dev.)
+# Three nodes on loopback (HTTP 8080-8082) in the foreground; Ctrl-C stops all.
 cluster: build
+	scripts/cluster.sh run
+
+cluster-up: build
+	scripts/cluster.sh up
+cluster-down:
+	scripts/cluster.sh down
+cluster-status:
+	scripts/cluster.sh status
+
+# One node, data under ./data/dev, any SigV4 credentials accepted.
+dev: build
 	@mkdir -p data/dev
-	@echo "kmsd: serving on http://$(HTTP_ADDR); try:"
-	@echo "  aws --endpoint-url http://$(HTTP_ADDR) --region us-east-1 kms create-key"
-	@echo "  (credentials: any, e.g. AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret)"
 	$(BIN)/kmsd -dev -data-dir data/dev -http-addr $(HTTP_ADDR)
 
-dev: cluster
+# The compose cluster: an image FROM scratch around the static binary.
+docker-image: build
+	docker build -t kmsd:dev .
+
+docker-cluster: docker-image
+	@mkdir -p data/docker
+	@test -s data/docker/root-key || (umask 077; head -c 32 /dev/urandom | base64 > data/docker/root-key)
+	@chmod 644 data/docker/root-key  # read by the container's unprivileged user; local demo only
+	docker-compose up -d
+	@echo "kmsd compose cluster: http://127.0.0.1:9080 http://127.0.0.1:9081 http://127.0.0.1:9082"
+
+docker-down:
+	docker-compose down -v
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/
