@@ -50,6 +50,10 @@ type ForwarderConfig struct {
 	// OnLeave, if set, is told on the leader which node asked to leave
 	// before it is removed (gossip must not add it back meanwhile).
 	OnLeave func(nodeID string)
+	// Caller, if set, names the client on whose behalf ctx proposes (for
+	// example its principal ARN). It travels to the leader with a forwarded
+	// proposal, covered by the node authentication, and the leader logs it.
+	Caller func(ctx context.Context) string
 }
 
 // Forwarder lets any node propose: on the leader it proposes directly; on
@@ -223,7 +227,14 @@ func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, ou
 	if err != nil {
 		return err
 	}
-	req.Header.Set(headerNodeAuth, f.sign(http.MethodPost, path, time.Now(), body))
+	caller := ""
+	if f.cfg.Caller != nil {
+		caller = sanitizeCaller(f.cfg.Caller(ctx))
+	}
+	if caller != "" {
+		req.Header.Set(HeaderCaller, caller)
+	}
+	req.Header.Set(headerNodeAuth, f.sign(http.MethodPost, path, caller, time.Now(), body))
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
@@ -252,16 +263,30 @@ func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, ou
 
 // sign authenticates a node-to-node request: HMAC-SHA256 over a label,
 // the method, the path, a timestamp and the body's hash.
-func (f *Forwarder) sign(method, path string, t time.Time, body []byte) string {
+func (f *Forwarder) sign(method, path, caller string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	return "v1 ts=" + ts + ",mac=" + hex.EncodeToString(f.mac(method, path, ts, body))
+	return "v1 ts=" + ts + ",mac=" + hex.EncodeToString(f.mac(method, path, caller, ts, body))
 }
 
-func (f *Forwarder) mac(method, path, ts string, body []byte) []byte {
+func (f *Forwarder) mac(method, path, caller, ts string, body []byte) []byte {
 	sum := sha256.Sum256(body)
 	m := hmac.New(sha256.New, f.cfg.Secret)
-	fmt.Fprintf(m, "%s\n%s\n%s\n%s\n%x", forwardAuthLabel, method, path, ts, sum)
+	fmt.Fprintf(m, "%s\n%s\n%s\n%s\n%s\n%x", forwardAuthLabel, method, path, ts, caller, sum)
 	return m.Sum(nil)
+}
+
+// sanitizeCaller keeps a caller name printable and bounded, as it goes
+// into a header and the leader's log.
+func sanitizeCaller(s string) string {
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // verify checks a node-to-node request's authentication header. Replays
@@ -285,7 +310,7 @@ func (f *Forwarder) verify(r *http.Request, body []byte, now time.Time) error {
 		return errors.New("node authentication timestamp out of range")
 	}
 	got, err := hex.DecodeString(macHex)
-	if err != nil || !hmac.Equal(got, f.mac(r.Method, r.URL.Path, ts, body)) {
+	if err != nil || !hmac.Equal(got, f.mac(r.Method, r.URL.Path, r.Header.Get(HeaderCaller), ts, body)) {
 		return errors.New("bad node authentication")
 	}
 	return nil
@@ -301,6 +326,7 @@ func (f *Forwarder) Handler() http.Handler {
 			return
 		}
 		_, index, err := f.cfg.Node.Propose(r.Context(), body)
+		f.log.Debug("forwarded proposal", "from", r.RemoteAddr, "caller", r.Header.Get(HeaderCaller), "index", index, "err", err)
 		f.answer(w, index, err)
 	})
 	mux.HandleFunc("POST "+ReadIndexPath, func(w http.ResponseWriter, r *http.Request) {

@@ -165,3 +165,54 @@ func TestForwarderRetriesAcrossLeaderChange(t *testing.T) {
 	require.NotZero(t, index)
 	require.True(t, c.FSM(survivor).(*setFSM).has("after failover"))
 }
+
+// rewriteTransport changes requests on their way (a tampering middlebox)
+// and records the caller header it saw.
+type rewriteTransport struct {
+	mu      sync.Mutex
+	callers []string
+	rewrite func(*http.Request)
+}
+
+func (rt *rewriteTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt.mu.Lock()
+	rt.callers = append(rt.callers, r.Header.Get(cluster.HeaderCaller))
+	rt.mu.Unlock()
+	if rt.rewrite != nil {
+		rt.rewrite(r)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestForwarderCarriesAuthenticatedCaller: a forwarded proposal carries the
+// caller's identity, and the identity is covered by the node authentication.
+func TestForwarderCarriesAuthenticatedCaller(t *testing.T) {
+	c, _, addrs := forwardingCluster(t)
+	follower := c.Followers()[0]
+	lookup := func(id string) (string, bool) { a, ok := addrs[id]; return a, ok }
+	type callerKey struct{}
+	callerOf := func(ctx context.Context) string { s, _ := ctx.Value(callerKey{}).(string); return s }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = context.WithValue(ctx, callerKey{}, "arn:aws:iam::111122223333:user/alice\n")
+
+	honest := &rewriteTransport{}
+	f, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: follower, Secret: testSecret, LeaderHTTPAddr: lookup,
+		Caller: callerOf, Client: &http.Client{Transport: honest}})
+	require.NoError(t, err)
+	_, _, err = f.Propose(ctx, []byte("by-alice"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"arn:aws:iam::111122223333:user/alice"}, honest.callers, "sent, without control characters")
+
+	tampered := &rewriteTransport{rewrite: func(r *http.Request) {
+		r.Header.Set(cluster.HeaderCaller, "arn:aws:iam::111122223333:root")
+	}}
+	f2, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: follower, Secret: testSecret, LeaderHTTPAddr: lookup,
+		Caller: callerOf, Client: &http.Client{Transport: tampered}})
+	require.NoError(t, err)
+	_, _, err = f2.Propose(ctx, []byte("by-mallory"))
+	require.Error(t, err)
+	for i := range c.Nodes() {
+		require.False(t, c.FSM(i).(*setFSM).has("by-mallory"))
+	}
+}

@@ -140,6 +140,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	forwarder, err := cluster.NewForwarder(cluster.ForwarderConfig{
 		Node:           node,
 		LeaderHTTPAddr: leaderHTTP,
+		Caller: func(ctx context.Context) string {
+			if ri, ok := service.RequestInfoFrom(ctx); ok {
+				return ri.Caller.ARN
+			}
+			return ""
+		},
 		OnLeave: func(id string) {
 			if members != nil {
 				members.MarkLeaving(id)
