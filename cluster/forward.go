@@ -210,6 +210,27 @@ func (f *Forwarder) waitForLeaderChange(ctx context.Context, failed string) {
 	}
 }
 
+var errLeaderChanged = errors.New("leader changed while forwarding")
+
+// abortOnLeaderChange cancels ctx when this node's view of the leader moves
+// away from leaderID (to another node, not to "unknown": that happens
+// briefly during any election).
+func (f *Forwarder) abortOnLeaderChange(ctx context.Context, cancel context.CancelCauseFunc, leaderID string) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if id, _ := f.cfg.Node.LeaderID(); id != "" && id != leaderID {
+				cancel(errLeaderChanged)
+				return
+			}
+		}
+	}
+}
+
 // callLeader POSTs body to the leader's path and decodes its JSON answer.
 func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, out any) error {
 	leaderID, leaderRaft := f.cfg.Node.LeaderID()
@@ -223,6 +244,13 @@ func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, ou
 	if !ok {
 		return &NotLeaderError{LeaderID: leaderID, LeaderAddr: leaderRaft, Cause: errors.New("leader's HTTP address unknown")}
 	}
+	// A leader that dies or freezes mid-request leaves the call hanging
+	// until the caller's deadline. Once this node learns of another leader
+	// (an election timeout later) the answer can no longer matter: abort,
+	// and the caller retries at the new leader with the same request id.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go f.abortOnLeaderChange(ctx, cancel, leaderID)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.cfg.Scheme+"://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -238,6 +266,9 @@ func (f *Forwarder) callLeader(ctx context.Context, path string, body []byte, ou
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errLeaderChanged) {
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, cause)
+		}
 		// The request may have reached the leader: outcome unknown.
 		return fmt.Errorf("%w: forwarding to %s: %v", ErrOutcomeUnknown, leaderID, err)
 	}
