@@ -4,6 +4,12 @@
 #   scripts/cluster.sh up       background; state, logs and pids under ./data/cluster
 #   scripts/cluster.sh down     stop the background cluster (SIGINT: nodes stay members, so `up` resumes)
 #   scripts/cluster.sh status   each node's /v1/status
+#   scripts/cluster.sh reload   SIGHUP the background nodes: re-read the credentials file
+#   scripts/cluster.sh credentials FILE [MODE]
+#                               write a demo credentials file FILE (mode MODE, default 600) unless
+#                               it exists, and print the export line for its first principal
+# The nodes verify AWS SigV4 signatures against $DIR/credentials.json, created on first run with
+# one demo principal (arn:aws:iam::111122223333:user/demo) and a random secret.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${KMSD_BIN:-bin/kmsd}
@@ -15,7 +21,41 @@ node_flags() { # $1 = node index 1..3
   echo -node-id "n$i" -region us-east-1 -data-dir "$DIR/n$i" \
     -http-addr "127.0.0.1:$((8079 + i))" -raft-addr "127.0.0.1:$((8300 + off))" \
     -gossip-addr "127.0.0.1:$((8301 + off))" -bootstrap-expect $N \
-    -join "127.0.0.1:8301,127.0.0.1:8311,127.0.0.1:8321" -root-key-file "$DIR/root-key"
+    -join "127.0.0.1:8301,127.0.0.1:8311,127.0.0.1:8321" -root-key-file "$DIR/root-key" \
+    -credentials-file "$DIR/credentials.json"
+}
+
+# make_credentials FILE MODE: a credentials file with one demo principal,
+# unless FILE exists.
+make_credentials() {
+  local file=$1 mode=${2:-600} akid secret
+  [ -s "$file" ] && return 0
+  akid="AKIDKMSDLOCAL$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F')"
+  secret=$(head -c 30 /dev/urandom | base64 | tr '+/' 'xy')
+  (
+    umask 077
+    cat >"$file.tmp" <<JSON
+{
+  "account_id": "111122223333",
+  "credentials": [
+    {
+      "access_key_id": "$akid",
+      "secret_access_key": "$secret",
+      "arn": "arn:aws:iam::111122223333:user/demo"
+    }
+  ]
+}
+JSON
+  )
+  chmod "$mode" "$file.tmp" && mv "$file.tmp" "$file"
+}
+
+# export_line FILE: the AWS_* variables of FILE's first principal.
+export_line() {
+  local akid secret
+  akid=$(grep -o '"access_key_id": *"[^"]*"' "$1" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
+  secret=$(grep -o '"secret_access_key": *"[^"]*"' "$1" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')
+  echo "export AWS_ACCESS_KEY_ID=$akid AWS_SECRET_ACCESS_KEY=$secret AWS_DEFAULT_REGION=us-east-1"
 }
 
 prepare() {
@@ -24,6 +64,7 @@ prepare() {
   if [ ! -s "$DIR/root-key" ]; then
     (umask 077; head -c 32 /dev/urandom | base64 > "$DIR/root-key")
   fi
+  make_credentials "$DIR/credentials.json" 600
 }
 
 wait_ready() {
@@ -40,8 +81,9 @@ banner() {
 
 kmsd: 3 nodes of region us-east-1 are serving the AWS KMS API
   http://127.0.0.1:8080  http://127.0.0.1:8081  http://127.0.0.1:8082   (data: $DIR)
-Try (any credentials are accepted in this local setup):
-  export AWS_ACCESS_KEY_ID=AKIDEXAMPLE AWS_SECRET_ACCESS_KEY=secret AWS_DEFAULT_REGION=us-east-1
+Requests are SigV4-verified against $DIR/credentials.json (edit it, then
+'scripts/cluster.sh reload' or kill -HUP the nodes). Try, as arn:aws:iam::111122223333:user/demo:
+  $(export_line "$DIR/credentials.json")
   KEY=\$(aws --endpoint-url http://127.0.0.1:8080 kms create-key --query KeyMetadata.KeyId --output text)
   aws --endpoint-url http://127.0.0.1:8081 kms describe-key --key-id \$KEY
   curl -s http://127.0.0.1:8082/v1/status
@@ -86,6 +128,21 @@ down)
     for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   done
   ;;
+reload)
+  for i in $(seq 1 $N); do
+    if [ -f "$DIR/n$i.pid" ] && kill -HUP "$(cat "$DIR/n$i.pid")" 2>/dev/null; then
+      echo "n$i: reloading $DIR/credentials.json"
+    else
+      echo "n$i: not running"
+    fi
+  done
+  ;;
+credentials)
+  [ -n "${2:-}" ] || { echo "usage: $0 credentials FILE [MODE]" >&2; exit 2; }
+  mkdir -p "$(dirname "$2")"
+  make_credentials "$2" "${3:-600}"
+  export_line "$2"
+  ;;
 status)
   if [ -x bin/kmsctl ]; then exec bin/kmsctl --endpoint http://127.0.0.1:8080 cluster status; fi
   for i in $(seq 1 $N); do
@@ -95,6 +152,6 @@ status)
   done
   ;;
 *)
-  echo "usage: $0 run|up|down|status" >&2; exit 2
+  echo "usage: $0 run|up|down|status|reload|credentials FILE [MODE]" >&2; exit 2
   ;;
 esac

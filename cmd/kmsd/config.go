@@ -40,7 +40,7 @@ type Config struct {
 func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	c := &Config{}
 	fs := flag.NewFlagSet("kmsd", flag.ContinueOnError)
-	fs.BoolVar(&c.Dev, "dev", false, "one node, data in -data-dir or a temp dir, dev root key in the data dir, any SigV4 credentials accepted")
+	fs.BoolVar(&c.Dev, "dev", false, "one node, data in -data-dir or a temp dir, dev root key in the data dir, any SigV4 credentials accepted (unless -credentials-file)")
 	fs.StringVar(&c.NodeID, "node-id", "", "this node's id (default: the host name; kmsd-dev with -dev)")
 	fs.StringVar(&c.Region, "region", "us-east-1", "the AWS region this cluster serves")
 	fs.StringVar(&c.AccountID, "account-id", "111122223333", "the AWS account id in ARNs")
@@ -51,9 +51,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	join := fs.String("join", "", "gossip seeds, host:port,...")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", 0, "bootstrap once this many nodes see each other")
 	fs.StringVar(&c.RootKeyFile, "root-key-file", "", "the region root key: 32 random bytes as one line of base64")
-	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "SigV4 principals (JSON)")
+	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "SigV4 principals (JSON; re-read on SIGHUP): signatures are verified whenever it is given; required outside -dev unless -insecure-no-auth")
 	fs.StringVar(&c.AuditDir, "audit-dir", "", "where this node's audit log goes (default <data-dir>/audit)")
-	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "accept unverified SigV4 signatures outside -dev")
+	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
@@ -84,6 +84,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 }
 
 func (c *Config) validate() error {
+	if c.InsecureNoAuth && c.CredentialsFile != "" {
+		return errors.New("-insecure-no-auth and -credentials-file exclude each other: with a credentials file every signature is verified")
+	}
 	if c.Dev {
 		if c.NodeID == "" {
 			c.NodeID = "kmsd-dev"
@@ -104,10 +107,11 @@ func (c *Config) validate() error {
 		return errors.New("-root-key-file is required outside -dev")
 	case c.BootstrapExpect < 0:
 		return errors.New("-bootstrap-expect must not be negative")
-	case c.BootstrapExpect < 0:
-		return errors.New("-bootstrap-expect must not be negative")
 	case c.BootstrapExpect == 0 && len(c.Join) == 0:
 		return errors.New("give -bootstrap-expect N (N nodes form a new cluster) or -join (join an existing one)")
+	case c.CredentialsFile == "" && !c.InsecureNoAuth:
+		return errors.New("-credentials-file is required outside -dev: it lists the SigV4 principals whose signatures kmsd verifies " +
+			"(to run a test cluster that accepts any signature instead, give -insecure-no-auth)")
 	}
 	return nil
 }

@@ -53,10 +53,67 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "single node outside dev",
-			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-credentials-file", "creds.json"},
 			check: func(t *testing.T, c *Config) {
 				require.False(t, c.Dev)
 				require.Equal(t, "n1", c.NodeID)
+				require.Equal(t, "creds.json", c.CredentialsFile)
+			},
+		},
+		{
+			name:    "credentials file required outside dev",
+			args:    []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			wantErr: "-credentials-file is required outside -dev",
+		},
+		{
+			name: "insecure-no-auth instead of a credentials file",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth"},
+			check: func(t *testing.T, c *Config) {
+				require.True(t, c.InsecureNoAuth)
+				require.Empty(t, c.CredentialsFile)
+			},
+		},
+		{
+			name: "credentials file from the environment",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			env:  map[string]string{"KMSD_CREDENTIALS_FILE": "/run/kmsd/credentials.json"},
+			check: func(t *testing.T, c *Config) {
+				require.Equal(t, "/run/kmsd/credentials.json", c.CredentialsFile)
+			},
+		},
+		{
+			name: "KMSD_INSECURE_NO_AUTH",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			env:  map[string]string{"KMSD_INSECURE_NO_AUTH": "true"},
+			check: func(t *testing.T, c *Config) {
+				require.True(t, c.InsecureNoAuth)
+			},
+		},
+		{
+			name:    "insecure-no-auth and a credentials file exclude each other",
+			args:    []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth", "-credentials-file", "c.json"},
+			wantErr: "exclude each other",
+		},
+		{
+			name:    "insecure-no-auth and a credentials file exclude each other in dev too",
+			args:    []string{"-dev", "-credentials-file", "c.json"},
+			env:     map[string]string{"KMSD_INSECURE_NO_AUTH": "1"},
+			wantErr: "exclude each other",
+		},
+		{
+			name: "dev needs no credentials file",
+			args: []string{"-dev"},
+			check: func(t *testing.T, c *Config) {
+				require.Empty(t, c.CredentialsFile)
+				require.False(t, c.InsecureNoAuth)
+			},
+		},
+		{
+			name: "dev with a credentials file",
+			args: []string{"-dev", "-credentials-file", "c.json"},
+			check: func(t *testing.T, c *Config) {
+				require.True(t, c.Dev)
+				require.Equal(t, "c.json", c.CredentialsFile)
 			},
 		},
 		{name: "data dir required outside dev", args: []string{"-root-key-file", "rk"}, wantErr: "-data-dir"},
@@ -69,7 +126,7 @@ func TestParseConfig(t *testing.T) {
 			name: "cluster flags as in DESIGN.md",
 			args: []string{"-node-id", "n1", "-region", "us-east-1", "-data-dir", "d1", "-http-addr", "127.0.0.1:8080",
 				"-raft-addr", "127.0.0.1:8300", "-gossip-addr", "127.0.0.1:8301", "-bootstrap-expect", "3",
-				"-join", "127.0.0.1:8311,127.0.0.1:8321", "-root-key-file", "rk"},
+				"-join", "127.0.0.1:8311,127.0.0.1:8321", "-root-key-file", "rk", "-credentials-file", "creds.json"},
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, []string{"127.0.0.1:8311", "127.0.0.1:8321"}, c.Join)
 				require.Equal(t, 3, c.BootstrapExpect)

@@ -86,6 +86,16 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// Authentication first: a bad credentials file stops kmsd before it
+	// joins anything.
+	auth, reloadAuth, err := newAuthenticator(cfg, log.With("component", "auth"))
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before anything can send one
+	defer signal.Stop(hup)
+	go reloadOnSignal(ctx, hup, reloadAuth, log)
 	rootKey, err := loadRootKey(cfg, log)
 	if err != nil {
 		return err
@@ -183,7 +193,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Ready:   ready.Load,
 		Observe: mets.ObserveRequest,
 		KMS:     svc,
-		Auth:    &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log.With("component", "auth")},
+		Auth:    auth,
 		Logger:  log.With("component", "api"),
 		NodeID:  cfg.NodeID,
 	})
@@ -224,7 +234,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	endpoint := "http://" + ln.Addr().String()
 	log.Info("kmsd ready", "endpoint", endpoint, "region", cfg.Region, "data_dir", cfg.DataDir, "raft_addr", node.RaftAddr())
 	if cfg.Dev {
-		fmt.Fprintf(os.Stderr, "\nkmsd -dev is serving the AWS KMS API at %s (region %s)\n  aws --endpoint-url %s --region %s kms create-key\n\n", endpoint, cfg.Region, endpoint, cfg.Region)
+		creds := "any SigV4 credentials are accepted"
+		if cfg.CredentialsFile != "" {
+			creds = "SigV4 signatures are verified against " + cfg.CredentialsFile
+		}
+		fmt.Fprintf(os.Stderr, "\nkmsd -dev is serving the AWS KMS API at %s (region %s; %s)\n  aws --endpoint-url %s --region %s kms create-key\n\n", endpoint, cfg.Region, creds, endpoint, cfg.Region)
 	}
 
 	select {
@@ -245,6 +259,55 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// newAuthenticator picks how requests are authenticated: with a credentials
+// file, SigV4 is verified (-dev included); without one, -dev and
+// -insecure-no-auth accept any well-formed SigV4 request unverified (the
+// config refuses a cluster with neither). reload re-reads the credentials
+// file, keeping the old credentials if the new file is bad.
+func newAuthenticator(cfg *Config, log *slog.Logger) (auth api.Authenticator, reload func(), err error) {
+	if cfg.CredentialsFile != "" {
+		a, err := api.NewSigV4Authenticator(api.SigV4Config{
+			Region:    cfg.Region,
+			AccountID: cfg.AccountID,
+			File:      cfg.CredentialsFile,
+			Logger:    log,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		if fi, err := os.Stat(cfg.CredentialsFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the credentials file holds secret keys but other users may read it (chmod 600 it)",
+				"file", cfg.CredentialsFile, "mode", fi.Mode().Perm().String())
+		}
+		return a, func() { _ = a.Reload() }, nil // Reload logs its outcome
+	}
+	dev := &api.DevAuthenticator{AccountID: cfg.AccountID, Logger: log}
+	noFile := func() { log.Info("SIGHUP: no -credentials-file to reload") }
+	switch {
+	case cfg.Dev:
+		log.Warn("DEV MODE: no -credentials-file, so any well-formed SigV4 request is accepted without checking its signature")
+		return dev, noFile, nil
+	case cfg.InsecureNoAuth:
+		log.Warn("INSECURE: -insecure-no-auth: any well-formed SigV4 request is accepted WITHOUT CHECKING ITS SIGNATURE and acts as the account root; " +
+			"anyone who can reach this node can use and delete every key. Give -credentials-file for real use.")
+		return dev, noFile, nil
+	}
+	return nil, nil, errors.New("-credentials-file is required outside -dev (or -insecure-no-auth)")
+}
+
+// reloadOnSignal calls reload on every signal (SIGHUP) until ctx ends.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, reload func(), log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP: reloading credentials")
+			reload()
+		}
+	}
 }
 
 // waitUntilCaughtUp retries a read barrier (through the leader) until one

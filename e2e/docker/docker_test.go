@@ -101,13 +101,18 @@ func startCompose(t *testing.T) *composeCluster {
 	// The container's unprivileged user must read it; the key is a test key.
 	require.NoError(t, os.WriteFile(keyPath, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o644))
 
+	// The nodes verify SigV4 against this principal (the clients' credentials).
+	credsPath := filepath.Join(work, "credentials.json")
+	creds := `{"account_id":"111122223333","credentials":[{"access_key_id":"AKIDEXAMPLE","secret_access_key":"secret","arn":"arn:aws:iam::111122223333:user/e2e"}]}`
+	require.NoError(t, os.WriteFile(credsPath, []byte(creds), 0o644))
+
 	netN, _ := rand.Int(rand.Reader, big.NewInt(200))
 	c := &composeCluster{t: t, root: root, project: "kmsde2e" + id, services: [3]string{"kmsd1", "kmsd2", "kmsd3"}}
 	for i := range c.ports {
 		c.ports[i] = freePort(t)
 	}
 	c.env = []string{
-		"KMSD_IMAGE=" + image, "KMSD_ROOT_KEY=" + keyPath,
+		"KMSD_IMAGE=" + image, "KMSD_ROOT_KEY=" + keyPath, "KMSD_CREDENTIALS=" + credsPath,
 		fmt.Sprintf("KMSD_NET=172.29.%d", 20+netN.Int64()),
 		"KMSD_PORT1=" + c.ports[0], "KMSD_PORT2=" + c.ports[1], "KMSD_PORT3=" + c.ports[2],
 	}
