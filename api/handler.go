@@ -48,6 +48,18 @@ type KMS interface {
 	ListResourceTags(context.Context, *service.ListResourceTagsInput) (*service.ListResourceTagsOutput, error)
 }
 
+// RotationKMS is the key-rotation operation set. The handler serves these
+// operations when Config.KMS also implements it, as *service.Service does.
+type RotationKMS interface {
+	EnableKeyRotation(context.Context, *service.EnableKeyRotationInput) (*service.Empty, error)
+	DisableKeyRotation(context.Context, *service.KeyIDInput) (*service.Empty, error)
+	GetKeyRotationStatus(context.Context, *service.KeyIDInput) (*service.GetKeyRotationStatusOutput, error)
+	RotateKeyOnDemand(context.Context, *service.KeyIDInput) (*service.RotateKeyOnDemandOutput, error)
+	ListKeyRotations(context.Context, *service.ListKeyRotationsInput) (*service.ListKeyRotationsOutput, error)
+}
+
+var _ RotationKMS = (*service.Service)(nil)
+
 // Wire constants.
 const (
 	HeaderRequestID = "x-amzn-RequestId"
@@ -197,6 +209,13 @@ func NewHandler(cfg Config) (*Handler, error) {
 			"UntagResource":                   op(k.UntagResource),
 			"ListResourceTags":                op(k.ListResourceTags),
 		},
+	}
+	if r, ok := k.(RotationKMS); ok {
+		h.ops["EnableKeyRotation"] = op(r.EnableKeyRotation)
+		h.ops["DisableKeyRotation"] = op(r.DisableKeyRotation)
+		h.ops["GetKeyRotationStatus"] = op(r.GetKeyRotationStatus)
+		h.ops["RotateKeyOnDemand"] = op(r.RotateKeyOnDemand)
+		h.ops["ListKeyRotations"] = op(r.ListKeyRotations)
 	}
 	if h.log == nil {
 		h.log = slog.Default()

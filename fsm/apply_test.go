@@ -1077,7 +1077,7 @@ func TestEncodeRejectsInvalidCommands(t *testing.T) {
 var allCommandTypes = []string{
 	CmdCreateKey, CmdUpdateKeyDescription, CmdSetKeyEnabled, CmdScheduleKeyDeletion,
 	CmdCancelKeyDeletion, CmdDeleteKey, CmdCreateAlias, CmdUpdateAlias, CmdDeleteAlias,
-	CmdTagResource, CmdUntagResource, CmdAddDomainKey,
+	CmdTagResource, CmdUntagResource, CmdAddDomainKey, CmdSetKeyRotation, CmdRotateKeyMaterial,
 }
 
 // sampleCommands returns one valid command of every type, with request ids.
@@ -1095,6 +1095,8 @@ func sampleCommands() []*Command {
 		tagResource("k1", map[string]string{"a": "1", "b": ""}),
 		untagResource("k1", "a", "b"),
 		addDomainKey("dk-1", []byte{0, 1, 2, 0xff}, t0),
+		enableRotation("k1", 180, t0),
+		rotateKey("k1", 7, RotationOnDemand, t0+day),
 	}
 	for i, c := range cmds {
 		c.RequestID = fmt.Sprintf("sample-%d", i)

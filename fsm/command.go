@@ -24,6 +24,8 @@ const (
 	CmdTagResource          = "TagResource"
 	CmdUntagResource        = "UntagResource"
 	CmdAddDomainKey         = "AddDomainKey"
+	CmdSetKeyRotation       = "SetKeyRotation"
+	CmdRotateKeyMaterial    = "RotateKeyMaterial"
 )
 
 // Command is one replicated state change. Time is the proposer's clock
@@ -43,6 +45,27 @@ type Command struct {
 	TagResource          *TagResourceCmd          `json:"tag_resource,omitempty"`
 	UntagResource        *UntagResourceCmd        `json:"untag_resource,omitempty"`
 	AddDomainKey         *DomainKey               `json:"add_domain_key,omitempty"`
+	SetKeyRotation       *SetKeyRotationCmd       `json:"set_key_rotation,omitempty"`
+	RotateKeyMaterial    *RotateKeyMaterialCmd    `json:"rotate_key_material,omitempty"`
+}
+
+// SetKeyRotationCmd enables automatic rotation with a period (or changes the
+// period of a key that has it), or disables it. The first rotation date is
+// the command's Time plus the period; a new period on a key that already
+// rotates moves its next date by the difference.
+type SetKeyRotationCmd struct {
+	KeyID      string `json:"key_id"`
+	Enabled    bool   `json:"enabled"`
+	PeriodDays int32  `json:"period_days,omitempty"`
+}
+
+// RotateKeyMaterialCmd adds a material version drawn and wrapped by the
+// leader; it becomes the current version. Version.RotationType says which
+// rotation it is. An automatic rotation applies only when the key is due at
+// the command's Time, and moves the next date to Time plus the period.
+type RotateKeyMaterialCmd struct {
+	KeyID   string     `json:"key_id"`
+	Version KeyVersion `json:"version"`
 }
 
 // CreateKeyCmd creates a key with its first material version.
@@ -141,6 +164,10 @@ func (c *Command) checkPayload() error {
 		ok = c.UntagResource != nil
 	case CmdAddDomainKey:
 		ok = c.AddDomainKey != nil
+	case CmdSetKeyRotation:
+		ok = c.SetKeyRotation != nil
+	case CmdRotateKeyMaterial:
+		ok = c.RotateKeyMaterial != nil
 	default:
 		return fmt.Errorf("fsm: unknown command type %q", c.Type)
 	}

@@ -67,6 +67,7 @@ func TestDuplicateBusinessErrorIsRemembered(t *testing.T) {
 		{ErrNotFound, nil, updateDescription("k9", "d")},
 		{ErrAlreadyExists, []*Command{createKey(testKey("k1"))}, createKey(testKey("k1"))},
 		{ErrInvalidState, []*Command{createKey(testKey("k1"))}, cancelDeletion("k1")},
+		{ErrDisabled, []*Command{createKey(keyInState("k1", StateDisabled))}, enableRotation("k1", 365, t0)},
 		{ErrLimitExceeded, []*Command{createKey(testKey("k1"))}, tagResource("k1", nTags("t", MaxTagsPerKey+1))},
 		{ErrPrecondition, []*Command{createKey(testKey("k1"))}, deleteKey("k1", t0)},
 	}

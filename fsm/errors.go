@@ -14,7 +14,10 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrInvalidState: the key's state does not allow the command.
 	ErrInvalidState = errors.New("invalid state")
-	// ErrLimitExceeded: a per-key limit (tags) would be exceeded.
+	// ErrDisabled: the key is disabled and the command needs it enabled.
+	ErrDisabled = errors.New("disabled")
+	// ErrLimitExceeded: a per-key limit (tags, on-demand rotations) would be
+	// exceeded.
 	ErrLimitExceeded = errors.New("limit exceeded")
 	// ErrPrecondition: a time-driven command whose condition no longer
 	// holds (for example a deletion that was cancelled meanwhile).
@@ -27,6 +30,7 @@ var errorCodes = map[error]string{
 	ErrNotFound:      "NotFound",
 	ErrAlreadyExists: "AlreadyExists",
 	ErrInvalidState:  "InvalidState",
+	ErrDisabled:      "Disabled",
 	ErrLimitExceeded: "LimitExceeded",
 	ErrPrecondition:  "Precondition",
 }

@@ -171,9 +171,83 @@ func (f *FSM) applyCommand(c *Command) *Error {
 		}
 		f.st.DomainKeys = append(slices.Clone(f.st.DomainKeys), dk)
 		return nil
+	case CmdSetKeyRotation:
+		return f.setKeyRotation(c)
+	case CmdRotateKeyMaterial:
+		return f.rotateKeyMaterial(c)
 	default:
 		panic(fmt.Sprintf("fsm: unknown command type %q", c.Type))
 	}
+}
+
+// checkRotatable applies the key-state rules of the rotation commands
+// (reference/key-states.md, EnableKeyRotation and DisableKeyRotation).
+func checkRotatable(k *Key) *Error {
+	switch k.State {
+	case StateEnabled:
+		return nil
+	case StateDisabled:
+		return fail(ErrDisabled, "%s is disabled.", k.ARN)
+	case StatePendingDeletion:
+		return pendingDeletion(k)
+	case StatePendingImport:
+		return fail(ErrInvalidState, "%s is pending import.", k.ARN)
+	default:
+		return fail(ErrInvalidState, "%s is in state %s.", k.ARN, k.State)
+	}
+}
+
+func (f *FSM) setKeyRotation(c *Command) *Error {
+	sr := c.SetKeyRotation
+	return f.mutateKey(sr.KeyID, func(k *Key) *Error {
+		if err := checkRotatable(k); err != nil {
+			return err
+		}
+		if !sr.Enabled {
+			k.RotationEnabled, k.RotationPeriodDays, k.NextRotation = false, 0, 0
+			return nil
+		}
+		if sr.PeriodDays < MinRotationPeriodDays || sr.PeriodDays > MaxRotationPeriodDays {
+			return fail(ErrPrecondition, "rotation period %d is outside %d to %d days.", sr.PeriodDays, MinRotationPeriodDays, MaxRotationPeriodDays)
+		}
+		if k.RotationEnabled {
+			// A new period keeps the schedule's anchor (the enable date or
+			// the last automatic rotation).
+			k.NextRotation += int64(sr.PeriodDays-k.RotationPeriodDays) * nanosPerDay
+		} else {
+			k.NextRotation = c.Time + int64(sr.PeriodDays)*nanosPerDay
+		}
+		k.RotationEnabled, k.RotationPeriodDays = true, sr.PeriodDays
+		return nil
+	})
+}
+
+func (f *FSM) rotateKeyMaterial(c *Command) *Error {
+	rk := c.RotateKeyMaterial
+	v := rk.Version
+	return f.mutateKey(rk.KeyID, func(k *Key) *Error {
+		switch v.RotationType {
+		case RotationAutomatic:
+			if k.State != StateEnabled || !k.RotationEnabled || k.NextRotation > c.Time {
+				return fail(ErrPrecondition, "%s is not due for automatic rotation.", k.ARN)
+			}
+			k.NextRotation = c.Time + int64(k.RotationPeriodDays)*nanosPerDay
+		case RotationOnDemand:
+			if err := checkRotatable(k); err != nil {
+				return err
+			}
+			if k.OnDemandRotations() >= MaxOnDemandRotations {
+				return fail(ErrLimitExceeded, "%s has reached the limit of %d on-demand rotations.", k.ARN, MaxOnDemandRotations)
+			}
+		default:
+			return fail(ErrPrecondition, "unknown rotation type %q", v.RotationType)
+		}
+		if _, dup := k.Version(v.VersionID); dup {
+			return fail(ErrAlreadyExists, "%s already has a material version with this id.", k.ARN)
+		}
+		k.Versions = append(k.Versions, v)
+		return nil
+	})
 }
 
 func pendingDeletion(k *Key) *Error {
@@ -336,6 +410,22 @@ func (f *FSM) KeysDueForDeletion(now int64) []string {
 	var ids []string
 	for id, k := range f.st.Keys {
 		if k.State == StatePendingDeletion && k.DeletionDate <= now {
+			ids = append(ids, id)
+		}
+	}
+	f.mu.RUnlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// KeysDueForRotation returns the ids of enabled keys with automatic rotation
+// whose next rotation date is at or before now (unix nanoseconds), in id
+// order. Disabled keys and keys pending deletion are not rotated.
+func (f *FSM) KeysDueForRotation(now int64) []string {
+	f.mu.RLock()
+	var ids []string
+	for id, k := range f.st.Keys {
+		if k.State == StateEnabled && k.RotationEnabled && k.NextRotation <= now {
 			ids = append(ids, id)
 		}
 	}

@@ -109,6 +109,24 @@ func addDomainKey(id string, wrapped []byte, now int64) *Command {
 	return &Command{Type: CmdAddDomainKey, Time: now, AddDomainKey: &DomainKey{ID: id, Wrapped: wrapped, CreatedAt: now}}
 }
 
+func enableRotation(id string, days int32, now int64) *Command {
+	return &Command{Type: CmdSetKeyRotation, Time: now, SetKeyRotation: &SetKeyRotationCmd{KeyID: id, Enabled: true, PeriodDays: days}}
+}
+
+func disableRotation(id string, now int64) *Command {
+	return &Command{Type: CmdSetKeyRotation, Time: now, SetKeyRotation: &SetKeyRotationCmd{KeyID: id}}
+}
+
+// rotationVersion is a material version with id {tag} made at now.
+func rotationVersion(tag byte, typ string, now int64) KeyVersion {
+	return KeyVersion{VersionID: [16]byte{tag}, DomainKeyID: "dk-1", WrappedMaterial: []byte{tag, 0xee}, CreatedAt: now, RotationType: typ}
+}
+
+func rotateKey(id string, tag byte, typ string, now int64) *Command {
+	return &Command{Type: CmdRotateKeyMaterial, Time: now,
+		RotateKeyMaterial: &RotateKeyMaterialCmd{KeyID: id, Version: rotationVersion(tag, typ, now)}}
+}
+
 func withRequestID(c *Command, id string) *Command {
 	c.RequestID = id
 	return c
@@ -227,6 +245,7 @@ type view struct {
 	HasCurrent bool
 	Count      int
 	Due        []string
+	DueRotate  []string
 }
 
 func readView(t *testing.T, f *FSM, domainKeyIDs ...string) view {
@@ -235,7 +254,8 @@ func readView(t *testing.T, f *FSM, domainKeyIDs ...string) view {
 	require.False(t, more)
 	aliases, more := f.ListAliases("", "", math.MaxInt)
 	require.False(t, more)
-	v := view{Keys: keys, Aliases: aliases, Count: f.KeyCount(), Due: f.KeysDueForDeletion(math.MaxInt64)}
+	v := view{Keys: keys, Aliases: aliases, Count: f.KeyCount(), Due: f.KeysDueForDeletion(math.MaxInt64),
+		DueRotate: f.KeysDueForRotation(math.MaxInt64)}
 	for _, id := range domainKeyIDs {
 		dk, ok := f.DomainKey(id)
 		require.Truef(t, ok, "domain key %s", id)
@@ -325,6 +345,9 @@ func populated(t *testing.T) *env {
 		createAlias("alias/one", "k1", t0+1),
 		createAlias("alias/two", "k2", t0+2),
 		updateAlias("alias/two", "k1", t0+3),
+		enableRotation("k1", 90, t0),
+		rotateKey("k1", 0x51, RotationOnDemand, t0+day),
+		rotateKey("k1", 0x52, RotationAutomatic, t0+90*day),
 	)
 	e.applyErr(createKey(testKey("k1")), ErrAlreadyExists)
 	e.applyErr(updateDescription("missing", "x"), ErrNotFound)

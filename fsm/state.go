@@ -16,12 +16,32 @@ const (
 // MaxTagsPerKey is AWS KMS's limit on tags per key.
 const MaxTagsPerKey = 50
 
+// Key rotation limits and kinds, as AWS names them.
+const (
+	// MinRotationPeriodDays and MaxRotationPeriodDays bound the automatic
+	// rotation period (RotationPeriodInDays).
+	MinRotationPeriodDays = 90
+	MaxRotationPeriodDays = 2560
+	// MaxOnDemandRotations is how many on-demand rotations a key may have.
+	MaxOnDemandRotations = 25
+
+	RotationAutomatic = "AUTOMATIC"
+	RotationOnDemand  = "ON_DEMAND"
+)
+
+// nanosPerDay converts rotation periods to unix nanoseconds.
+const nanosPerDay int64 = 24 * 60 * 60 * 1_000_000_000
+
 // KeyVersion is one version of a key's material, wrapped under a domain key.
 type KeyVersion struct {
 	VersionID       [16]byte `json:"version_id"`
 	DomainKeyID     string   `json:"domain_key_id"`
 	WrappedMaterial []byte   `json:"wrapped_material"`
 	CreatedAt       int64    `json:"created_at"` // unix nanoseconds
+	// RotationType is how the version came to be: "" for the key's first
+	// material, RotationAutomatic or RotationOnDemand for a rotation (whose
+	// date is CreatedAt).
+	RotationType string `json:"rotation_type,omitempty"`
 }
 
 // Key is a customer key's metadata and wrapped material. Values reachable
@@ -43,6 +63,23 @@ type Key struct {
 	Policy            string            `json:"policy"`
 	Tags              map[string]string `json:"tags,omitempty"`
 	Versions          []KeyVersion      `json:"versions"` // oldest first; the last one is current
+	// Automatic rotation. The settings persist while the key is disabled or
+	// pending deletion; the leader rotates only Enabled keys whose
+	// NextRotation (unix nanoseconds) has come.
+	RotationEnabled    bool  `json:"rotation_enabled,omitempty"`
+	RotationPeriodDays int32 `json:"rotation_period_days,omitempty"`
+	NextRotation       int64 `json:"next_rotation,omitempty"`
+}
+
+// OnDemandRotations counts the key's on-demand rotations.
+func (k *Key) OnDemandRotations() int {
+	n := 0
+	for _, v := range k.Versions {
+		if v.RotationType == RotationOnDemand {
+			n++
+		}
+	}
+	return n
 }
 
 // CurrentVersion returns the version new ciphertexts are made under.

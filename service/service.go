@@ -207,6 +207,8 @@ func fromFSMError(e *fsm.Error) error {
 		kind = ErrAlreadyExists
 	case errors.Is(e, fsm.ErrInvalidState):
 		kind = ErrInvalidState
+	case errors.Is(e, fsm.ErrDisabled):
+		kind = ErrDisabled
 	case errors.Is(e, fsm.ErrLimitExceeded):
 		kind = ErrLimitExceeded
 	case errors.Is(e, fsm.ErrPrecondition):

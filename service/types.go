@@ -309,3 +309,49 @@ type ListResourceTagsOutput struct {
 	NextMarker *string `json:"NextMarker,omitempty"`
 	Truncated  bool    `json:"Truncated"`
 }
+
+// EnableKeyRotationInput is EnableKeyRotationRequest.
+type EnableKeyRotationInput struct {
+	KeyId                *string `json:"KeyId" kms:"required,min=1,max=2048"`
+	RotationPeriodInDays *int32  `json:"RotationPeriodInDays" kms:"min=90,max=2560"`
+}
+
+// GetKeyRotationStatusOutput is GetKeyRotationStatusResponse.
+type GetKeyRotationStatusOutput struct {
+	KeyRotationEnabled        bool       `json:"KeyRotationEnabled"`
+	KeyId                     string     `json:"KeyId"`
+	RotationPeriodInDays      *int32     `json:"RotationPeriodInDays,omitempty"`
+	NextRotationDate          *Timestamp `json:"NextRotationDate,omitempty"`
+	OnDemandRotationStartDate *Timestamp `json:"OnDemandRotationStartDate,omitempty"`
+}
+
+// RotateKeyOnDemandOutput is RotateKeyOnDemandResponse.
+type RotateKeyOnDemandOutput struct {
+	KeyId string `json:"KeyId"`
+}
+
+// ListKeyRotationsInput is ListKeyRotationsRequest.
+type ListKeyRotationsInput struct {
+	KeyId              *string `json:"KeyId" kms:"required,min=1,max=2048"`
+	IncludeKeyMaterial *string `json:"IncludeKeyMaterial" kms:"enum=ALL_KEY_MATERIAL|ROTATIONS_ONLY"`
+	Limit              *int32  `json:"Limit" kms:"min=1,max=1000"`
+	Marker             *string `json:"Marker" kms:"min=1,max=1024"`
+}
+
+// RotationsListEntry is one entry of ListKeyRotations. The import-related
+// members (ImportState, ExpirationModel, ValidTo, KeyMaterialDescription)
+// apply only to keys with imported material, which kmsd does not have.
+type RotationsListEntry struct {
+	KeyId            string     `json:"KeyId"`
+	KeyMaterialId    string     `json:"KeyMaterialId,omitempty"`
+	KeyMaterialState string     `json:"KeyMaterialState,omitempty"`
+	RotationDate     *Timestamp `json:"RotationDate,omitempty"`
+	RotationType     string     `json:"RotationType,omitempty"`
+}
+
+// ListKeyRotationsOutput is ListKeyRotationsResponse.
+type ListKeyRotationsOutput struct {
+	Rotations  []RotationsListEntry `json:"Rotations"`
+	NextMarker *string              `json:"NextMarker,omitempty"`
+	Truncated  bool                 `json:"Truncated"`
+}
