@@ -30,3 +30,11 @@ func CPUFeatures() CPUFeatureReport {
 		SHANI:     c.Supports(cpuid.SHA),
 	}
 }
+
+// Flags returns the features by name (the JSON names), for metrics.
+func (r CPUFeatureReport) Flags() map[string]bool {
+	return map[string]bool{
+		"aesni": r.AESNI, "pclmulqdq": r.PCLMULQDQ, "vaes": r.VAES, "vpclmulqdq": r.VPCLMULQD,
+		"avx2": r.AVX2, "avx512f": r.AVX512F, "sha_ni": r.SHANI,
+	}
+}

@@ -77,6 +77,9 @@ type Config struct {
 	NodeID string // const label node_id on every series ("" = no label)
 	Region string // const label region on every series ("" = no label)
 	Source Source // nil: no kmsd_raft_* and kmsd_forwarded_* series
+	// CPUFeatures are the crypto-relevant CPU features (name -> present),
+	// exported as kmsd_cpu_feature{feature} 1 or 0.
+	CPUFeatures map[string]bool
 }
 
 // Metrics holds kmsd's metrics. Its methods are safe for concurrent use and
@@ -136,6 +139,21 @@ func New(cfg Config) (*Metrics, error) {
 	}
 	if src != nil {
 		cs = append(cs, newSourceCollector(src))
+	}
+	if len(cfg.CPUFeatures) > 0 {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: Namespace,
+			Name:      "cpu_feature",
+			Help:      "Whether the CPU has a feature that speeds up kmsd's cryptography (1) or not (0), as detected at start.",
+		}, []string{"feature"})
+		for name, on := range cfg.CPUFeatures {
+			v := 0.0
+			if on {
+				v = 1
+			}
+			g.WithLabelValues(name).Set(v)
+		}
+		cs = append(cs, g)
 	}
 	var errs []error
 	for _, c := range cs {

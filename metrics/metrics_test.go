@@ -372,3 +372,21 @@ func TestConcurrent(t *testing.T) {
 	}
 	wantLines(t, scrape(t, m), `kmsd_forwarded_requests_total{node_id="n1"} 1600`)
 }
+
+func TestCPUFeatureSeries(t *testing.T) {
+	m, err := New(Config{NodeID: "n1", CPUFeatures: map[string]bool{"aesni": true, "vaes": false}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`kmsd_cpu_feature{feature="aesni",node_id="n1"} 1`,
+		`kmsd_cpu_feature{feature="vaes",node_id="n1"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("scrape lacks %q", want)
+		}
+	}
+}

@@ -29,6 +29,7 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	MaintenanceTick time.Duration
+	RequireAESNI    bool
 
 	// leaveOnStop is set when kmsd is stopped by SIGTERM (leave the
 	// cluster) rather than SIGINT (stop, stay a member).
@@ -56,6 +57,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.BoolVar(&c.RequireAESNI, "require-aesni", false, "refuse to start on a CPU without AES-NI (software AES is constant-time but slow)")
 	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
 
 	// Environment first, so that flags parsed afterwards win.

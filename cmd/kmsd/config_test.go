@@ -28,7 +28,14 @@ func TestParseConfig(t *testing.T) {
 				require.Equal(t, "111122223333", c.AccountID)
 				require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
 				require.Equal(t, time.Second, c.MaintenanceTick)
+				require.False(t, c.RequireAESNI)
 			},
+		},
+		{
+			name:  "require-aesni from the environment",
+			args:  []string{"-dev"},
+			env:   map[string]string{"KMSD_REQUIRE_AESNI": "true"},
+			check: func(t *testing.T, c *Config) { require.True(t, c.RequireAESNI) },
 		},
 		{
 			name: "environment fills flags",

@@ -96,6 +96,15 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP) // before anything can send one
 	defer signal.Stop(hup)
 	go reloadOnSignal(ctx, hup, reloadAuth, log)
+	cpu := crypto.CPUFeatures()
+	log.Info("cpu crypto features", "brand", cpu.Brand, "aesni", cpu.AESNI, "pclmulqdq", cpu.PCLMULQDQ,
+		"vaes", cpu.VAES, "vpclmulqdq", cpu.VPCLMULQD, "avx2", cpu.AVX2, "avx512f", cpu.AVX512F, "sha_ni", cpu.SHANI)
+	if !cpu.AESNI {
+		if cfg.RequireAESNI {
+			return errors.New("-require-aesni: this CPU has no AES-NI")
+		}
+		log.Warn("no AES-NI: AES runs in constant-time software, several times slower")
+	}
 	rootKey, err := loadRootKey(cfg, log)
 	if err != nil {
 		return err
@@ -103,7 +112,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 	state := fsm.New()
 	src := &metricsSource{}
-	mets, err := metrics.New(metrics.Config{NodeID: cfg.NodeID, Region: cfg.Region, Source: src})
+	mets, err := metrics.New(metrics.Config{NodeID: cfg.NodeID, Region: cfg.Region, Source: src,
+		CPUFeatures: crypto.CPUFeatures().Flags()})
 	if err != nil {
 		return err
 	}
