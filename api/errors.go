@@ -44,6 +44,7 @@ var errorTable = []errorMapping{
 	row(service.ErrDisabled, http.StatusBadRequest),
 	row(service.ErrInvalidState, http.StatusBadRequest),
 	row(service.ErrInvalidCiphertext, http.StatusBadRequest),
+	row(service.ErrInvalidMac, http.StatusBadRequest),
 	row(service.ErrIncorrectKey, http.StatusBadRequest),
 	row(service.ErrInvalidKeyUsage, http.StatusBadRequest),
 	row(service.ErrInvalidAliasName, http.StatusBadRequest),

@@ -60,6 +60,15 @@ type RotationKMS interface {
 
 var _ RotationKMS = (*service.Service)(nil)
 
+// MacKMS is the HMAC operation set. The handler serves these operations when
+// Config.KMS also implements it, as *service.Service does.
+type MacKMS interface {
+	GenerateMac(context.Context, *service.GenerateMacInput) (*service.GenerateMacOutput, error)
+	VerifyMac(context.Context, *service.VerifyMacInput) (*service.VerifyMacOutput, error)
+}
+
+var _ MacKMS = (*service.Service)(nil)
+
 // Wire constants.
 const (
 	HeaderRequestID = "x-amzn-RequestId"
@@ -216,6 +225,10 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.ops["GetKeyRotationStatus"] = op(r.GetKeyRotationStatus)
 		h.ops["RotateKeyOnDemand"] = op(r.RotateKeyOnDemand)
 		h.ops["ListKeyRotations"] = op(r.ListKeyRotations)
+	}
+	if m, ok := k.(MacKMS); ok {
+		h.ops["GenerateMac"] = op(m.GenerateMac)
+		h.ops["VerifyMac"] = op(m.VerifyMac)
 	}
 	if h.log == nil {
 		h.log = slog.Default()

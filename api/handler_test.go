@@ -349,8 +349,8 @@ func TestServiceErrors(t *testing.T) {
 		}
 		tests = append(tests, tcase{row.name, &service.Error{Kind: row.kind, Message: "msg for " + row.name}, want, row.name, "msg for " + row.name})
 	}
-	if len(tests) != 22 {
-		t.Fatalf("table covers %d service kinds, want 22", len(tests))
+	if len(tests) != 23 {
+		t.Fatalf("table covers %d service kinds, want 23", len(tests))
 	}
 	tests = append(tests,
 		tcase{"wrapped service error", fmt.Errorf("ctx: %w", &service.Error{Kind: service.ErrNotFound, Message: "Key 'x' does not exist"}), 400, "NotFoundException", "Key 'x' does not exist"},
@@ -377,7 +377,7 @@ func TestServiceErrors(t *testing.T) {
 
 func isServiceKind(k error) bool {
 	for _, s := range []error{service.ErrValidation, service.ErrNotFound, service.ErrInvalidArn, service.ErrAlreadyExists,
-		service.ErrDisabled, service.ErrInvalidState, service.ErrInvalidCiphertext, service.ErrIncorrectKey,
+		service.ErrDisabled, service.ErrInvalidState, service.ErrInvalidCiphertext, service.ErrInvalidMac, service.ErrIncorrectKey,
 		service.ErrInvalidKeyUsage, service.ErrInvalidAliasName, service.ErrInvalidMarker, service.ErrInvalidGrantToken,
 		service.ErrLimitExceeded, service.ErrTag, service.ErrUnsupportedOp, service.ErrAccessDenied, service.ErrDryRun,
 		service.ErrMalformedPolicy, service.ErrCustomKeyStore, service.ErrDependencyTimeout, service.ErrKeyUnavailable,

@@ -60,6 +60,7 @@ func TestApplyCreateKey(t *testing.T) {
 	})
 	duplicate := testKey("k1")
 	duplicate.Description = "impostor"
+	hmacKey := hmacTestKey("k1", "HMAC_384", 48)
 
 	runApplyCases(t, []applyCase{
 		{
@@ -92,6 +93,16 @@ func TestApplyCreateKey(t *testing.T) {
 				cur, ok := k.CurrentVersion()
 				require.True(t, ok)
 				require.Equal(t, twoVersions.Versions[1], cur)
+			},
+		},
+		{
+			name: "HMAC key keeps its spec and usage",
+			cmd:  createKey(hmacKey),
+			check: func(t *testing.T, e *env) {
+				k := e.mustKey("k1")
+				require.Equal(t, &hmacKey, k)
+				require.Equal(t, "HMAC_384", k.KeySpec)
+				require.Equal(t, "GENERATE_VERIFY_MAC", k.KeyUsage)
 			},
 		},
 		{

@@ -16,6 +16,7 @@ var (
 	ErrDisabled          = errors.New("DisabledException")
 	ErrInvalidState      = errors.New("KMSInvalidStateException")
 	ErrInvalidCiphertext = errors.New("InvalidCiphertextException")
+	ErrInvalidMac        = errors.New("KMSInvalidMacException")
 	ErrIncorrectKey      = errors.New("IncorrectKeyException")
 	ErrInvalidKeyUsage   = errors.New("InvalidKeyUsageException")
 	ErrInvalidAliasName  = errors.New("InvalidAliasNameException")

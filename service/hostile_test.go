@@ -25,7 +25,7 @@ var hostileOps = []string{
 	"CreateKey", "DescribeKey", "ListKeys", "UpdateKeyDescription", "EnableKey", "DisableKey",
 	"ScheduleKeyDeletion", "CancelKeyDeletion", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
 	"GenerateDataKeyWithoutPlaintext", "GenerateRandom", "CreateAlias", "UpdateAlias", "DeleteAlias",
-	"ListAliases", "TagResource", "UntagResource", "ListResourceTags",
+	"ListAliases", "TagResource", "UntagResource", "ListResourceTags", "GenerateMac", "VerifyMac",
 }
 
 var hostileFields = []string{
@@ -33,7 +33,7 @@ var hostileFields = []string{
 	"TargetKeyId", "Limit", "Marker", "Tags", "TagKeys", "Description", "PendingWindowInDays",
 	"DestinationKeyId", "SourceKeyId", "SourceEncryptionContext", "DestinationEncryptionContext",
 	"GrantTokens", "DryRun", "KeyUsage", "Origin", "Policy", "CustomerMasterKeySpec", "MultiRegion",
-	"EncryptionAlgorithm", "CustomKeyStoreId",
+	"EncryptionAlgorithm", "CustomKeyStoreId", "Message", "MacAlgorithm", "Mac",
 }
 
 // TestHostileRequestsNever5xx sends thousands of malformed, oversized,
@@ -50,6 +50,9 @@ func TestHostileRequestsNever5xx(t *testing.T) {
 	require.NoError(t, err)
 	_, err = srv.Client.CreateAlias(ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/hostile"), TargetKeyId: aws.String(keyID)})
 	require.NoError(t, err)
+	hk, err := srv.Client.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: "HMAC_256", KeyUsage: "GENERATE_VERIFY_MAC"})
+	require.NoError(t, err)
+	hmacID := *hk.KeyMetadata.KeyId
 	ct := base64.StdEncoding.EncodeToString(enc.CiphertextBlob)
 	mangled := append([]byte(nil), enc.CiphertextBlob...)
 	mangled[len(mangled)/2] ^= 1
@@ -66,6 +69,7 @@ func TestHostileRequestsNever5xx(t *testing.T) {
 		"AES_128", "AES_512", "SYMMETRIC_DEFAULT", "RSA_2048", "EXTERNAL",
 		[]any{map[string]any{"TagKey": "k", "TagValue": "v"}}, []any{map[string]any{"TagKey": nil}},
 		[]any{map[string]any{"TagKey": "aws:x", "TagValue": ""}}, "a2V5czp6enp6", `{"Statement":[]}`,
+		"HMAC_256", "HMAC_SHA_256", "HMAC_SHA_512", "GENERATE_VERIFY_MAC", hmacID, "bWFj",
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	client := &http.Client{Timeout: 30 * time.Second}

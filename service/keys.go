@@ -44,7 +44,9 @@ func (s *Service) defaultKeyPolicy() string {
 }`
 }
 
-// CreateKey creates a symmetric encryption key with fresh material.
+// CreateKey creates a symmetric encryption key (SYMMETRIC_DEFAULT,
+// ENCRYPT_DECRYPT) or an HMAC key (HMAC_224 to HMAC_512,
+// GENERATE_VERIFY_MAC) with fresh material.
 func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	spec := specSymmetricDefault
 	switch {
@@ -66,10 +68,16 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	if in.CustomKeyStoreId != nil {
 		return nil, newError(ErrCustomKeyStore, "Custom key store '%s' does not exist.", *in.CustomKeyStoreId)
 	}
-	if spec != specSymmetricDefault {
+	_, isHMAC := hmacSpecs[spec]
+	if spec != specSymmetricDefault && !isHMAC {
 		return nil, newError(ErrUnsupportedOp, "KeySpec %s is not supported by this kmsd version.", spec)
 	}
-	if usage != usageEncryptDecrypt {
+	switch {
+	case isHMAC && in.KeyUsage == nil:
+		// KeyUsage defaults to ENCRYPT_DECRYPT: AWS requires it for every
+		// key but a symmetric encryption key.
+		return nil, ValidationError("You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys. KeySpec %s requires KeyUsage %s.", spec, usageGenerateVerifyMAC)
+	case isHMAC && usage != usageGenerateVerifyMAC, !isHMAC && usage != usageEncryptDecrypt:
 		return nil, ValidationError("KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
 	}
 	if origin != originAWSKMS {
@@ -97,7 +105,7 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	id := s.newUUID()
 	arn := s.keyARN(id)
 	now := s.now()
-	version, err := s.newKeyVersion(dkID, dk, arn, now)
+	version, err := s.newKeyVersion(dkID, dk, arn, now, materialSize(spec))
 	if err != nil {
 		return nil, err
 	}
@@ -125,11 +133,12 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	return &CreateKeyOutput{KeyMetadata: s.metadata(&key)}, nil
 }
 
-// newKeyVersion draws fresh material and wraps it under the domain key.
-func (s *Service) newKeyVersion(dkID string, dk *crypto.Secret, arn string, now time.Time) (fsm.KeyVersion, error) {
+// newKeyVersion draws size bytes of fresh material and wraps them under the
+// domain key.
+func (s *Service) newKeyVersion(dkID string, dk *crypto.Secret, arn string, now time.Time, size int) (fsm.KeyVersion, error) {
 	var vid [16]byte
 	s.mustRead(vid[:])
-	raw := make([]byte, crypto.KeySize)
+	raw := make([]byte, size)
 	s.mustRead(raw)
 	material := crypto.NewSecret(raw)
 	clear(raw)
@@ -206,6 +215,9 @@ func (s *Service) metadata(k *fsm.Key) *KeyMetadata {
 	}
 	if k.KeySpec == specSymmetricDefault {
 		m.EncryptionAlgorithms = []string{specSymmetricDefault}
+	}
+	if h, ok := hmacSpecs[k.KeySpec]; ok {
+		m.MacAlgorithms = []string{h.macAlgorithm}
 	}
 	if k.State == fsm.StatePendingDeletion {
 		m.DeletionDate = NewTimestamp(time.Unix(0, k.DeletionDate))

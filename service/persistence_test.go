@@ -277,6 +277,21 @@ func TestNoPlaintextOrKeyMaterialOnDisk(t *testing.T) {
 		_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: gdk.CiphertextBlob})
 		require.NoError(t, err)
 	}
+	// HMAC keys: their material and the messages they MAC stay off disk too.
+	for i, spec := range []types.KeySpec{types.KeySpecHmac224, types.KeySpecHmac512} {
+		id, _ := mkHMACKey(t, c, spec)
+		ids = append(ids, id)
+		alg := hmacCases[0].alg
+		for _, hc := range hmacCases {
+			if hc.spec == spec {
+				alg = hc.alg
+			}
+		}
+		msg := randBytes(t, 64)
+		secrets[fmt.Sprintf("MAC message %d", i)] = msg
+		mac := generateMac(t, c, id, alg, msg)
+		verifyMacOK(t, c, id, alg, msg, mac)
+	}
 	_, err := c.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(ids[1])})
 	require.NoError(t, err)
 	scheduleDeletion(t, c, ids[2], 7)
@@ -301,7 +316,13 @@ func TestNoPlaintextOrKeyMaterialOnDisk(t *testing.T) {
 			domainKeys[rec.ID] = true
 			m, err := crypto.UnwrapKeyMaterial(dk, v.DomainKeyID, k.ARN, v.VersionID, v.WrappedMaterial)
 			require.NoError(t, err)
-			require.Equal(t, crypto.KeySize, m.Len())
+			wantLen := crypto.KeySize
+			for _, hc := range hmacCases {
+				if types.KeySpec(k.KeySpec) == hc.spec {
+					wantLen = hc.keyBytes
+				}
+			}
+			require.Equal(t, wantLen, m.Len(), "material of %s %s", k.KeySpec, k.KeyID)
 			secrets["key material of "+k.KeyID] = bytes.Clone(m.Bytes())
 			m.Zero()
 			dk.Zero()

@@ -139,7 +139,7 @@ func (s *Service) rotate(ctx context.Context, k *fsm.Key, rotationType string, n
 	if err != nil {
 		return err
 	}
-	v, err := s.newKeyVersion(dkID, dk, k.ARN, now)
+	v, err := s.newKeyVersion(dkID, dk, k.ARN, now, materialSize(k.KeySpec))
 	if err != nil {
 		return err
 	}

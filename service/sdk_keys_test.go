@@ -107,7 +107,7 @@ func TestSDKCreateKeyErrors(t *testing.T) {
 		code string
 	}{
 		{"KeySpec RSA_2048", &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048}, "UnsupportedOperationException"},
-		{"KeySpec HMAC_256", &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256}, "UnsupportedOperationException"},
+		{"KeySpec HMAC_256 without KeyUsage", &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256}, "ValidationException"},
 		{"CustomerMasterKeySpec RSA_2048", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecRsa2048}, "UnsupportedOperationException"},
 		{"KeySpec and CustomerMasterKeySpec", &kms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, "ValidationException"},
 		{"SIGN_VERIFY symmetric", &kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, "ValidationException"},

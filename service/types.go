@@ -355,3 +355,37 @@ type ListKeyRotationsOutput struct {
 	NextMarker *string              `json:"NextMarker,omitempty"`
 	Truncated  bool                 `json:"Truncated"`
 }
+
+// GenerateMacInput is GenerateMacRequest.
+type GenerateMacInput struct {
+	Message      []byte   `json:"Message" kms:"required,min=1,max=4096,sensitive"`
+	KeyId        *string  `json:"KeyId" kms:"required,min=1,max=2048"`
+	MacAlgorithm *string  `json:"MacAlgorithm" kms:"required,enum=HMAC_SHA_224|HMAC_SHA_256|HMAC_SHA_384|HMAC_SHA_512"`
+	GrantTokens  []string `json:"GrantTokens" kms:"min=0,max=10"`
+	DryRun       *bool    `json:"DryRun"`
+}
+
+// GenerateMacOutput is GenerateMacResponse.
+type GenerateMacOutput struct {
+	Mac          []byte `json:"Mac"`
+	MacAlgorithm string `json:"MacAlgorithm"`
+	KeyId        string `json:"KeyId"`
+}
+
+// VerifyMacInput is VerifyMacRequest.
+type VerifyMacInput struct {
+	Message      []byte   `json:"Message" kms:"required,min=1,max=4096,sensitive"`
+	KeyId        *string  `json:"KeyId" kms:"required,min=1,max=2048"`
+	MacAlgorithm *string  `json:"MacAlgorithm" kms:"required,enum=HMAC_SHA_224|HMAC_SHA_256|HMAC_SHA_384|HMAC_SHA_512"`
+	Mac          []byte   `json:"Mac" kms:"required,min=1,max=6144"`
+	GrantTokens  []string `json:"GrantTokens" kms:"min=0,max=10"`
+	DryRun       *bool    `json:"DryRun"`
+}
+
+// VerifyMacOutput is VerifyMacResponse. MacValid is always true: a MAC that
+// does not verify is KMSInvalidMacException.
+type VerifyMacOutput struct {
+	KeyId        string `json:"KeyId"`
+	MacValid     bool   `json:"MacValid"`
+	MacAlgorithm string `json:"MacAlgorithm"`
+}
