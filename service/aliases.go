@@ -32,8 +32,8 @@ func checkAliasName(name string) error {
 
 // aliasTarget resolves the key an alias may point at: a customer managed
 // key named by id or ARN.
-func (s *Service) aliasTarget(ref string) (*fsm.Key, error) {
-	k, err := s.resolveKey(ref, keyIDOrARN)
+func (s *Service) aliasTarget(ctx context.Context, ref string) (*fsm.Key, error) {
+	k, err := s.resolveKeyFresh(ctx, ref, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (s *Service) CreateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 	if err := checkAliasName(*in.AliasName); err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(*in.TargetKeyId)
+	k, err := s.aliasTarget(ctx, *in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -61,11 +61,14 @@ func (s *Service) UpdateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 	if err := checkAliasName(*in.AliasName); err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(*in.TargetKeyId)
+	k, err := s.aliasTarget(ctx, *in.TargetKeyId)
 	if err != nil {
 		return nil, err
 	}
 	cur, ok := s.fsm.Alias(*in.AliasName)
+	if !ok && s.catchUpAfterMiss(ctx, ErrNotFound) {
+		cur, ok = s.fsm.Alias(*in.AliasName)
+	}
 	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(*in.AliasName))
 	}
@@ -82,7 +85,11 @@ func (s *Service) DeleteAlias(ctx context.Context, in *DeleteAliasInput) (*Empty
 	if strings.HasPrefix(name, reservedAliasPrefix) {
 		return nil, newError(ErrInvalidAliasName, "Aliases beginning with alias/aws/ are managed by AWS.")
 	}
-	if _, ok := s.fsm.Alias(name); !ok {
+	_, ok := s.fsm.Alias(name)
+	if !ok && s.catchUpAfterMiss(ctx, ErrNotFound) {
+		_, ok = s.fsm.Alias(name)
+	}
+	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(name))
 	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdDeleteAlias, Alias: &fsm.AliasCmd{Name: name}})

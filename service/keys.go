@@ -289,7 +289,7 @@ func (s *Service) ListKeys(ctx context.Context, in *ListKeysInput) (*ListKeysOut
 
 // UpdateKeyDescription sets a key's description.
 func (s *Service) UpdateKeyDescription(ctx context.Context, in *UpdateKeyDescriptionInput) (*Empty, error) {
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +308,7 @@ func (s *Service) DisableKey(ctx context.Context, in *KeyIDInput) (*Empty, error
 }
 
 func (s *Service) setEnabled(ctx context.Context, in *KeyIDInput, enabled bool) (*Empty, error) {
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +325,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in *ScheduleKeyDeleti
 	if days < minPendingWindowInDays || days > maxPendingWindowInDays {
 		return nil, ValidationError("1 validation error detected: Value '%d' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between %d and %d", days, minPendingWindowInDays, maxPendingWindowInDays)
 	}
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -346,7 +346,7 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in *ScheduleKeyDeleti
 
 // CancelKeyDeletion takes a key out of PendingDeletion; it becomes Disabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, in *KeyIDInput) (*CancelKeyDeletionOutput, error) {
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package service
 
 import (
+	"context"
+	"errors"
 	"strings"
 
 	"github.com/kmsd/kmsd/crypto"
@@ -70,6 +72,36 @@ func (s *Service) resolveKey(ref string, accept keyRef) (*fsm.Key, error) {
 		return nil, newError(ErrNotFound, "Key '%s' does not exist", s.keyARN(resource))
 	}
 	return k, nil
+}
+
+// resolveKeyFresh is resolveKey for mutations: a follower that does not
+// find the key may simply not have applied its creation yet (it was
+// acknowledged through another node a moment ago), so it catches up with
+// the leader and looks again before answering NotFoundException. Mutations
+// are linearizable; without this, a DisableKey sent to a follower right
+// after the CreateKey was acknowledged could fail.
+func (s *Service) resolveKeyFresh(ctx context.Context, ref string, accept keyRef) (*fsm.Key, error) {
+	k, err := s.resolveKey(ref, accept)
+	if err != nil && s.catchUpAfterMiss(ctx, err) {
+		k, err = s.resolveKey(ref, accept)
+	}
+	return k, err
+}
+
+// catchUpAfterMiss reports whether a lookup that failed with err is worth
+// repeating: err is NotFound, this node is a follower, and a read barrier
+// through the leader succeeded (so every write acknowledged before now is
+// applied here). The leader never needs to: it applies a write before
+// acknowledging it. Only misses pay for the barrier.
+func (s *Service) catchUpAfterMiss(ctx context.Context, err error) bool {
+	if !errors.Is(err, ErrNotFound) || s.proposer.IsLeader() {
+		return false
+	}
+	if berr := s.proposer.ReadBarrier(ctx); berr != nil {
+		s.log.Debug("catching up after a lookup miss failed", "err", berr)
+		return false
+	}
+	return true
 }
 
 // validKeyID reports whether id has the form of a key id: a UUID, or

@@ -24,8 +24,8 @@ const (
 // and rejects keys whose material cannot rotate: only symmetric encryption
 // keys with AWS_KMS origin can (imported material, asymmetric and HMAC keys
 // cannot).
-func (s *Service) rotationKey(ref string) (*fsm.Key, error) {
-	k, err := s.resolveKey(ref, keyIDOrARN)
+func (s *Service) rotationKey(ctx context.Context, ref string) (*fsm.Key, error) {
+	k, err := s.resolveKeyFresh(ctx, ref, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ func (s *Service) DisableKeyRotation(ctx context.Context, in *KeyIDInput) (*Empt
 }
 
 func (s *Service) setKeyRotation(ctx context.Context, ref string, enabled bool, days int32) (*Empty, error) {
-	k, err := s.rotationKey(ref)
+	k, err := s.rotationKey(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in *KeyIDInput) (*Ge
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	k, err := s.rotationKey(*in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in *KeyIDInput) (*Ge
 // RotateKeyOnDemand adds a new material version now (at most 25 times per
 // key). It does not change the automatic rotation schedule.
 func (s *Service) RotateKeyOnDemand(ctx context.Context, in *KeyIDInput) (*RotateKeyOnDemandOutput, error) {
-	k, err := s.rotationKey(*in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +154,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, in *ListKeyRotationsInpu
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	k, err := s.rotationKey(*in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ const maxListTagsLimit = 50
 
 // TagResource adds tags to a key or replaces the values of existing ones.
 func (s *Service) TagResource(ctx context.Context, in *TagResourceInput) (*Empty, error) {
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -28,7 +28,7 @@ func (s *Service) TagResource(ctx context.Context, in *TagResourceInput) (*Empty
 
 // UntagResource removes tags from a key; absent tag keys are ignored.
 func (s *Service) UntagResource(ctx context.Context, in *UntagResourceInput) (*Empty, error) {
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func (s *Service) ListResourceTags(ctx context.Context, in *ListResourceTagsInpu
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
 		return nil, err
 	}

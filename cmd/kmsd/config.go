@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/kmsd/kmsd/cluster"
 )
 
 // Config is everything kmsd is started with.
@@ -30,6 +32,12 @@ type Config struct {
 	LogFormat       string
 	MaintenanceTick time.Duration
 	RequireAESNI    bool
+
+	// Raft log compaction (operators rarely change these; tests make them
+	// small to exercise snapshot install).
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 
 	// leaveOnStop is set when kmsd is stopped by SIGTERM (leave the
 	// cluster) rather than SIGINT (stop, stay a member).
@@ -57,6 +65,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
+	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "snapshot once this many log entries were appended since the last snapshot")
+	fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often Raft checks -raft-snapshot-threshold (randomised up to 2x)")
+	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot (a follower further behind catches up by snapshot install)")
 	fs.BoolVar(&c.RequireAESNI, "require-aesni", false, "refuse to start on a CPU without AES-NI (software AES is constant-time but slow)")
 	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
 

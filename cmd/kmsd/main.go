@@ -124,8 +124,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RaftAddr:     cfg.RaftAddr,
 		// With more than one expected node, gossip bootstraps the cluster
 		// once that many nodes see each other.
-		Bootstrap: cfg.Dev || cfg.BootstrapExpect == 1,
-		Logger:    log.With("component", "raft"),
+		Bootstrap:         cfg.Dev || cfg.BootstrapExpect == 1,
+		SnapshotThreshold: cfg.SnapshotThreshold,
+		SnapshotInterval:  cfg.SnapshotInterval,
+		TrailingLogs:      cfg.TrailingLogs,
+		Logger:            log.With("component", "raft"),
 	}, state)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
