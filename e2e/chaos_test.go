@@ -25,6 +25,8 @@ import (
 // every node; replicas report the same state hash at the same applied
 // index; the key-state history is linearizable (porcupine). On failure a
 // report directory is written (see chaos.WriteReport) and its path logged.
+// New keys are used at once through other nodes (KMSD_CHAOS_FRESH_KEYS=0
+// waits until every node serves a key before sharing it).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: not in -short mode")
@@ -81,7 +83,7 @@ func TestChaos(t *testing.T) {
 	}
 	require.NoError(t, c.WaitReady(ctx))
 
-	w := &chaos.Workload{C: c, Writers: 4, FreshKeys: os.Getenv("KMSD_CHAOS_FRESH_KEYS") == "1"}
+	w := &chaos.Workload{C: c, Writers: 4, FreshKeys: os.Getenv("KMSD_CHAOS_FRESH_KEYS") != "0"}
 	w.Start()
 	stopped := false
 	stop := func() {

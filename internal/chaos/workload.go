@@ -20,12 +20,10 @@ type Workload struct {
 	Seed      uint64
 	// FreshKeys shares a new key with the other writers as soon as its
 	// CreateKey is acknowledged, and at once sends one more call on it
-	// through another random node. By default a writer first waits until
-	// every running node serves the key (local DescribeKey), because kmsd
-	// resolves the key of a mutation (DisableKey, EnableKey) in the local
-	// state of the node asked, before forwarding: a follower that has not
-	// applied the CreateKey yet answers NotFoundException, which the model
-	// rightly rejects (see TestClusterMutationRightAfterCreate).
+	// through another random node: mutations there must see the key (a
+	// follower catches up before answering NotFound; see
+	// TestClusterMutationRightAfterCreate). Without it a writer first waits
+	// until every running node serves the key (local DescribeKey).
 	FreshKeys bool
 
 	stop chan struct{}
