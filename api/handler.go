@@ -69,6 +69,41 @@ type MacKMS interface {
 
 var _ MacKMS = (*service.Service)(nil)
 
+// PolicyKMS is the key policy operation set. The handler serves these
+// operations when Config.KMS also implements it, as *service.Service does.
+type PolicyKMS interface {
+	GetKeyPolicy(context.Context, *service.GetKeyPolicyInput) (*service.GetKeyPolicyOutput, error)
+	PutKeyPolicy(context.Context, *service.PutKeyPolicyInput) (*service.Empty, error)
+	ListKeyPolicies(context.Context, *service.ListKeyPoliciesInput) (*service.ListKeyPoliciesOutput, error)
+}
+
+var _ PolicyKMS = (*service.Service)(nil)
+
+// GrantKMS is the grant operation set. The handler serves these operations
+// when Config.KMS also implements it, as *service.Service does.
+type GrantKMS interface {
+	CreateGrant(context.Context, *service.CreateGrantInput) (*service.CreateGrantOutput, error)
+	ListGrants(context.Context, *service.ListGrantsInput) (*service.ListGrantsOutput, error)
+	ListRetirableGrants(context.Context, *service.ListRetirableGrantsInput) (*service.ListGrantsOutput, error)
+	RetireGrant(context.Context, *service.RetireGrantInput) (*service.Empty, error)
+	RevokeGrant(context.Context, *service.RevokeGrantInput) (*service.Empty, error)
+}
+
+var _ GrantKMS = (*service.Service)(nil)
+
+// AsymmetricKMS is the asymmetric-key operation set (signing, public keys,
+// data key pairs). The handler serves these operations when Config.KMS also
+// implements it, as *service.Service does.
+type AsymmetricKMS interface {
+	Sign(context.Context, *service.SignInput) (*service.SignOutput, error)
+	Verify(context.Context, *service.VerifyInput) (*service.VerifyOutput, error)
+	GetPublicKey(context.Context, *service.GetPublicKeyInput) (*service.GetPublicKeyOutput, error)
+	GenerateDataKeyPair(context.Context, *service.GenerateDataKeyPairInput) (*service.GenerateDataKeyPairOutput, error)
+	GenerateDataKeyPairWithoutPlaintext(context.Context, *service.GenerateDataKeyPairWithoutPlaintextInput) (*service.GenerateDataKeyPairOutput, error)
+}
+
+var _ AsymmetricKMS = (*service.Service)(nil)
+
 // Wire constants.
 const (
 	HeaderRequestID = "x-amzn-RequestId"
@@ -229,6 +264,25 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if m, ok := k.(MacKMS); ok {
 		h.ops["GenerateMac"] = op(m.GenerateMac)
 		h.ops["VerifyMac"] = op(m.VerifyMac)
+	}
+	if p, ok := k.(PolicyKMS); ok {
+		h.ops["GetKeyPolicy"] = op(p.GetKeyPolicy)
+		h.ops["PutKeyPolicy"] = op(p.PutKeyPolicy)
+		h.ops["ListKeyPolicies"] = op(p.ListKeyPolicies)
+	}
+	if g, ok := k.(GrantKMS); ok {
+		h.ops["CreateGrant"] = op(g.CreateGrant)
+		h.ops["ListGrants"] = op(g.ListGrants)
+		h.ops["ListRetirableGrants"] = op(g.ListRetirableGrants)
+		h.ops["RetireGrant"] = op(g.RetireGrant)
+		h.ops["RevokeGrant"] = op(g.RevokeGrant)
+	}
+	if a, ok := k.(AsymmetricKMS); ok {
+		h.ops["Sign"] = op(a.Sign)
+		h.ops["Verify"] = op(a.Verify)
+		h.ops["GetPublicKey"] = op(a.GetPublicKey)
+		h.ops["GenerateDataKeyPair"] = op(a.GenerateDataKeyPair)
+		h.ops["GenerateDataKeyPairWithoutPlaintext"] = op(a.GenerateDataKeyPairWithoutPlaintext)
 	}
 	if h.log == nil {
 		h.log = slog.Default()

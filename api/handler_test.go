@@ -349,8 +349,8 @@ func TestServiceErrors(t *testing.T) {
 		}
 		tests = append(tests, tcase{row.name, &service.Error{Kind: row.kind, Message: "msg for " + row.name}, want, row.name, "msg for " + row.name})
 	}
-	if len(tests) != 23 {
-		t.Fatalf("table covers %d service kinds, want 23", len(tests))
+	if len(tests) != 25 {
+		t.Fatalf("table covers %d service kinds, want 25", len(tests))
 	}
 	tests = append(tests,
 		tcase{"wrapped service error", fmt.Errorf("ctx: %w", &service.Error{Kind: service.ErrNotFound, Message: "Key 'x' does not exist"}), 400, "NotFoundException", "Key 'x' does not exist"},
@@ -381,7 +381,7 @@ func isServiceKind(k error) bool {
 		service.ErrInvalidKeyUsage, service.ErrInvalidAliasName, service.ErrInvalidMarker, service.ErrInvalidGrantToken,
 		service.ErrLimitExceeded, service.ErrTag, service.ErrUnsupportedOp, service.ErrAccessDenied, service.ErrDryRun,
 		service.ErrMalformedPolicy, service.ErrCustomKeyStore, service.ErrDependencyTimeout, service.ErrKeyUnavailable,
-		service.ErrInternal} {
+		service.ErrInternal, service.ErrInvalidSignature, service.ErrInvalidGrantID} {
 		if k == s {
 			return true
 		}

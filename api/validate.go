@@ -15,6 +15,11 @@ import (
 // namedPatterns are the patterns a `kms:"pattern=NAME"` tag may name.
 var namedPatterns = map[string]string{
 	"aliasName": `^[a-zA-Z0-9:/_-]+$`,
+	// Key policy and grant shapes.
+	"grantName":        `^[a-zA-Z0-9:/_-]+$`,
+	"principalId":      `^[\w+=,.@:/-]+$`,
+	"servicePrincipal": `^([A-Za-z0-9\-]+)\.([A-Za-z0-9\-]+)(\.[A-Za-z0-9\-]+)+$`,
+	"sourceArn":        `^arn:aws[a-z0-9-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{12}:.+$`,
 }
 
 var compiledPatterns = func() map[string]*regexp.Regexp {

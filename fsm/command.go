@@ -47,6 +47,9 @@ type Command struct {
 	AddDomainKey         *DomainKey               `json:"add_domain_key,omitempty"`
 	SetKeyRotation       *SetKeyRotationCmd       `json:"set_key_rotation,omitempty"`
 	RotateKeyMaterial    *RotateKeyMaterialCmd    `json:"rotate_key_material,omitempty"`
+	PutKeyPolicy         *PutKeyPolicyCmd         `json:"put_key_policy,omitempty"`
+	CreateGrant          *CreateGrantCmd          `json:"create_grant,omitempty"`
+	RemoveGrant          *RemoveGrantCmd          `json:"remove_grant,omitempty"` // RetireGrant, RevokeGrant
 }
 
 // SetKeyRotationCmd enables automatic rotation with a period (or changes the
@@ -168,6 +171,12 @@ func (c *Command) checkPayload() error {
 		ok = c.SetKeyRotation != nil
 	case CmdRotateKeyMaterial:
 		ok = c.RotateKeyMaterial != nil
+	case CmdPutKeyPolicy:
+		ok = c.PutKeyPolicy != nil
+	case CmdCreateGrant:
+		ok = c.CreateGrant != nil
+	case CmdRemoveGrant:
+		ok = c.RemoveGrant != nil
 	default:
 		return fmt.Errorf("fsm: unknown command type %q", c.Type)
 	}

@@ -175,6 +175,12 @@ func (f *FSM) applyCommand(c *Command) *Error {
 		return f.setKeyRotation(c)
 	case CmdRotateKeyMaterial:
 		return f.rotateKeyMaterial(c)
+	case CmdPutKeyPolicy:
+		return f.putKeyPolicy(c)
+	case CmdCreateGrant:
+		return f.createGrant(c)
+	case CmdRemoveGrant:
+		return f.removeGrant(c)
 	default:
 		panic(fmt.Sprintf("fsm: unknown command type %q", c.Type))
 	}
@@ -288,6 +294,7 @@ func (f *FSM) deleteKey(c *Command) *Error {
 		return fail(ErrPrecondition, "%s is not due for deletion.", k.ARN)
 	}
 	delete(f.st.Keys, id)
+	f.dropGrantsOf(id) // grants disappear with their key
 	for name, a := range f.st.Aliases {
 		if a.TargetKeyID == id {
 			delete(f.st.Aliases, name)

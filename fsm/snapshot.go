@@ -41,6 +41,7 @@ func (f *FSM) copyState() *state {
 		Aliases:    maps.Clone(f.st.Aliases),
 		DomainKeys: slices.Clone(f.st.DomainKeys),
 		Recent:     slices.Clone(f.st.Recent),
+		Grants:     maps.Clone(f.st.Grants),
 	}
 }
 

@@ -142,6 +142,8 @@ type state struct {
 	DomainKeys []DomainKey       `json:"domain_keys"` // oldest first; the last one is current
 	// Recent is the request-id deduplication window, oldest first.
 	Recent []dedupeEntry `json:"recent"`
+	// Grants by grant id (absent in snapshots without grants).
+	Grants map[string]*Grant `json:"grants,omitempty"`
 }
 
 func newState() *state {

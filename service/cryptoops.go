@@ -140,6 +140,9 @@ func dryRun(flag *bool) error {
 
 // Encrypt encrypts up to 4096 bytes under a symmetric key.
 func (s *Service) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput, error) {
+	if out, handled, err := s.encryptAsymmetric(in); handled {
+		return out, err
+	}
 	k, err := s.encryptionKey(*in.KeyId, in.EncryptionAlgorithm)
 	if err != nil {
 		return nil, err
@@ -156,6 +159,9 @@ func (s *Service) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput
 
 // Decrypt decrypts a ciphertext made by Encrypt, GenerateDataKey or ReEncrypt.
 func (s *Service) Decrypt(ctx context.Context, in *DecryptInput) (*DecryptOutput, error) {
+	if out, handled, err := s.decryptAsymmetric(in); handled {
+		return out, err
+	}
 	pt, k, v, err := s.open(in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext)
 	if err != nil {
 		return nil, err
@@ -169,6 +175,9 @@ func (s *Service) Decrypt(ctx context.Context, in *DecryptInput) (*DecryptOutput
 // ReEncrypt decrypts a ciphertext and encrypts the plaintext under another
 // key (or the same key's current version) without revealing it.
 func (s *Service) ReEncrypt(ctx context.Context, in *ReEncryptInput) (*ReEncryptOutput, error) {
+	if out, handled, err := s.reEncryptAsymmetric(in); handled {
+		return out, err
+	}
 	pt, src, sv, err := s.open(in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
 	if err != nil {
 		return nil, err

@@ -26,6 +26,8 @@ var hostileOps = []string{
 	"ScheduleKeyDeletion", "CancelKeyDeletion", "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey",
 	"GenerateDataKeyWithoutPlaintext", "GenerateRandom", "CreateAlias", "UpdateAlias", "DeleteAlias",
 	"ListAliases", "TagResource", "UntagResource", "ListResourceTags", "GenerateMac", "VerifyMac",
+	"GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies", "CreateGrant", "ListGrants", "ListRetirableGrants",
+	"RetireGrant", "RevokeGrant",
 }
 
 var hostileFields = []string{
@@ -34,6 +36,8 @@ var hostileFields = []string{
 	"DestinationKeyId", "SourceKeyId", "SourceEncryptionContext", "DestinationEncryptionContext",
 	"GrantTokens", "DryRun", "KeyUsage", "Origin", "Policy", "CustomerMasterKeySpec", "MultiRegion",
 	"EncryptionAlgorithm", "CustomKeyStoreId", "Message", "MacAlgorithm", "Mac",
+	"PolicyName", "Operations", "GranteePrincipal", "RetiringPrincipal", "Constraints", "Name", "GrantId",
+	"GrantToken", "GranteeServicePrincipal", "RetiringServicePrincipal",
 }
 
 // TestHostileRequestsNever5xx sends thousands of malformed, oversized,
@@ -70,6 +74,8 @@ func TestHostileRequestsNever5xx(t *testing.T) {
 		[]any{map[string]any{"TagKey": "k", "TagValue": "v"}}, []any{map[string]any{"TagKey": nil}},
 		[]any{map[string]any{"TagKey": "aws:x", "TagValue": ""}}, "a2V5czp6enp6", `{"Statement":[]}`,
 		"HMAC_256", "HMAC_SHA_256", "HMAC_SHA_512", "GENERATE_VERIFY_MAC", hmacID, "bWFj",
+		[]any{"Encrypt", "Decrypt"}, []any{"Sign", "Bogus"}, "arn:aws:iam::111122223333:root", "default",
+		strings.Repeat("ab", 32), map[string]any{"EncryptionContextSubset": map[string]any{"a": "b"}, "SourceArn": 7},
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	client := &http.Client{Timeout: 30 * time.Second}

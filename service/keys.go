@@ -45,8 +45,9 @@ func (s *Service) defaultKeyPolicy() string {
 }
 
 // CreateKey creates a symmetric encryption key (SYMMETRIC_DEFAULT,
-// ENCRYPT_DECRYPT) or an HMAC key (HMAC_224 to HMAC_512,
-// GENERATE_VERIFY_MAC) with fresh material.
+// ENCRYPT_DECRYPT), an HMAC key (HMAC_224 to HMAC_512,
+// GENERATE_VERIFY_MAC) or an asymmetric key (asymmetric.go) with fresh
+// material.
 func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKeyOutput, error) {
 	spec := specSymmetricDefault
 	switch {
@@ -69,10 +70,15 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 		return nil, newError(ErrCustomKeyStore, "Custom key store '%s' does not exist.", *in.CustomKeyStoreId)
 	}
 	_, isHMAC := hmacSpecs[spec]
-	if spec != specSymmetricDefault && !isHMAC {
+	_, isAsymmetric := asymmetricSpecs[spec]
+	if spec != specSymmetricDefault && !isHMAC && !isAsymmetric {
 		return nil, newError(ErrUnsupportedOp, "KeySpec %s is not supported by this kmsd version.", spec)
 	}
 	switch {
+	case isAsymmetric:
+		if err := checkAsymmetricUsage(spec, in.KeyUsage); err != nil {
+			return nil, err
+		}
 	case isHMAC && in.KeyUsage == nil:
 		// KeyUsage defaults to ENCRYPT_DECRYPT: AWS requires it for every
 		// key but a symmetric encryption key.
@@ -105,7 +111,7 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	id := s.newUUID()
 	arn := s.keyARN(id)
 	now := s.now()
-	version, err := s.newKeyVersion(dkID, dk, arn, now, materialSize(spec))
+	version, err := s.newKeyVersionFor(dkID, dk, arn, now, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +157,8 @@ func (s *Service) newKeyVersion(dkID string, dk *crypto.Secret, arn string, now 
 }
 
 // checkPolicyDocument accepts a key policy that is a JSON object within
-// the size limit. Enforcement is another layer's job.
+// the size limit and follows the policy grammar (checkPolicyGrammar in
+// policy.go). Enforcement is another layer's job.
 func checkPolicyDocument(p string) error {
 	if len(p) > maxPolicyBytes {
 		return newError(ErrLimitExceeded, "The key policy exceeds the maximum size of %d bytes.", maxPolicyBytes)
@@ -160,10 +167,7 @@ func checkPolicyDocument(p string) error {
 	if err := json.Unmarshal([]byte(p), &doc); err != nil {
 		return newError(ErrMalformedPolicy, "The new key policy is not a valid JSON document.")
 	}
-	if _, ok := doc["Statement"]; !ok {
-		return newError(ErrMalformedPolicy, "The key policy has no Statement.")
-	}
-	return nil
+	return checkPolicyGrammar(doc)
 }
 
 // checkTags validates tags and returns them as a map.
@@ -227,6 +231,7 @@ func (s *Service) metadata(k *fsm.Key) *KeyMetadata {
 	if v, ok := k.CurrentVersion(); ok {
 		m.CurrentKeyMaterialId = keyMaterialID(v)
 	}
+	fillAsymmetricMetadata(m, k)
 	return m
 }
 

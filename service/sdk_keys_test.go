@@ -106,9 +106,11 @@ func TestSDKCreateKeyErrors(t *testing.T) {
 		in   *kms.CreateKeyInput
 		code string
 	}{
-		{"KeySpec RSA_2048", &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048}, "UnsupportedOperationException"},
+		{"KeySpec RSA_2048 without KeyUsage", &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048}, "ValidationException"},
+		{"KeySpec ECC_SECG_P256K1", &kms.CreateKeyInput{KeySpec: types.KeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
 		{"KeySpec HMAC_256 without KeyUsage", &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256}, "ValidationException"},
-		{"CustomerMasterKeySpec RSA_2048", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecRsa2048}, "UnsupportedOperationException"},
+		{"CustomerMasterKeySpec RSA_2048 without KeyUsage", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecRsa2048}, "ValidationException"},
+		{"CustomerMasterKeySpec ECC_SECG_P256K1", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
 		{"KeySpec and CustomerMasterKeySpec", &kms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, "ValidationException"},
 		{"SIGN_VERIFY symmetric", &kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, "ValidationException"},
 		{"GENERATE_VERIFY_MAC symmetric", &kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeGenerateVerifyMac}, "ValidationException"},
@@ -130,7 +132,7 @@ func TestSDKCreateKeyErrors(t *testing.T) {
 		})
 	}
 	// The typed errors the SDK knows arrive typed.
-	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048})
+	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify})
 	requireErrAs[*types.UnsupportedOperationException](t, err)
 	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Tags: tags(51)})
 	requireErrAs[*types.LimitExceededException](t, err)
