@@ -186,9 +186,9 @@ func (f *FSM) applyCommand(c *Command) *Error {
 	}
 }
 
-// checkRotatable applies the key-state rules of the rotation commands
-// (reference/key-states.md, EnableKeyRotation and DisableKeyRotation).
-func checkRotatable(k *Key) *Error {
+// requireEnabled applies the key-state rules shared by the rotation
+// commands and CreateGrant (reference/key-states.md): only an Enabled key.
+func requireEnabled(k *Key) *Error {
 	switch k.State {
 	case StateEnabled:
 		return nil
@@ -206,7 +206,7 @@ func checkRotatable(k *Key) *Error {
 func (f *FSM) setKeyRotation(c *Command) *Error {
 	sr := c.SetKeyRotation
 	return f.mutateKey(sr.KeyID, func(k *Key) *Error {
-		if err := checkRotatable(k); err != nil {
+		if err := requireEnabled(k); err != nil {
 			return err
 		}
 		if !sr.Enabled {
@@ -239,7 +239,7 @@ func (f *FSM) rotateKeyMaterial(c *Command) *Error {
 			}
 			k.NextRotation = c.Time + int64(k.RotationPeriodDays)*nanosPerDay
 		case RotationOnDemand:
-			if err := checkRotatable(k); err != nil {
+			if err := requireEnabled(k); err != nil {
 				return err
 			}
 			if k.OnDemandRotations() >= MaxOnDemandRotations {

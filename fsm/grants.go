@@ -122,23 +122,6 @@ func grantOrder(a, b *Grant) int {
 	return strings.Compare(a.GrantID, b.GrantID)
 }
 
-// checkGrantable applies the key-state rules of CreateGrant
-// (reference/key-states.md).
-func checkGrantable(k *Key) *Error {
-	switch k.State {
-	case StateEnabled:
-		return nil
-	case StateDisabled:
-		return fail(ErrDisabled, "%s is disabled.", k.ARN)
-	case StatePendingDeletion:
-		return pendingDeletion(k)
-	case StatePendingImport:
-		return fail(ErrInvalidState, "%s is pending import.", k.ARN)
-	default:
-		return fail(ErrInvalidState, "%s is in state %s.", k.ARN, k.State)
-	}
-}
-
 // namedGrantLocked returns the oldest grant on g's key with g's name and
 // parameters; g must have a name.
 func (f *FSM) namedGrantLocked(g *Grant) (*Grant, bool) {
@@ -165,7 +148,7 @@ func (f *FSM) createGrant(c *Command) *Error {
 	if !ok {
 		return fail(ErrNotFound, "Key '%s' does not exist", g.KeyID)
 	}
-	if err := checkGrantable(k); err != nil {
+	if err := requireEnabled(k); err != nil {
 		return err
 	}
 	if g.Name != "" {

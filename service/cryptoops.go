@@ -15,8 +15,8 @@ const (
 	dryRunSucceeded = "The request would have succeeded, but the DryRun option is set."
 )
 
-// checkUsable applies the key-state rules of cryptographic operations
-// (reference/key-states.md): only Enabled keys may be used.
+// checkUsable applies the key-state rules of cryptographic operations and
+// CreateGrant (reference/key-states.md): only Enabled keys may be used.
 func checkUsable(k *fsm.Key) error {
 	switch k.State {
 	case fsm.StateEnabled:

@@ -158,23 +158,6 @@ func (s *Service) parseGrantToken(tok string) (string, error) {
 	return hex.EncodeToString(b[1 : 1+grantIDBytes]), nil
 }
 
-// checkGrantState applies the key-state rules of CreateGrant
-// (reference/key-states.md).
-func checkGrantState(k *fsm.Key) error {
-	switch k.State {
-	case fsm.StateEnabled:
-		return nil
-	case fsm.StateDisabled:
-		return newError(ErrDisabled, "%s is disabled.", k.ARN)
-	case fsm.StatePendingDeletion:
-		return newError(ErrInvalidState, "%s is pending deletion.", k.ARN)
-	case fsm.StatePendingImport:
-		return newError(ErrInvalidState, "%s is pending import.", k.ARN)
-	default:
-		return newError(ErrInvalidState, "%s is in state %s.", k.ARN, k.State)
-	}
-}
-
 // checkGrantOperations validates the operations against the enum and the
 // key type.
 func checkGrantOperations(k *fsm.Key, ops []string) error {
@@ -280,7 +263,7 @@ func (s *Service) CreateGrant(ctx context.Context, in *CreateGrantInput) (*Creat
 	if err != nil {
 		return nil, err
 	}
-	if err := checkGrantState(k); err != nil {
+	if err := checkUsable(k); err != nil {
 		return nil, err
 	}
 	for _, tok := range in.GrantTokens {
