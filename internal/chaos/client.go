@@ -1,10 +1,8 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"time"
@@ -16,6 +14,8 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/kmsd/kmsd/internal/sdkhttp"
 )
 
 // Header names kmsd uses.
@@ -37,31 +37,6 @@ func newHTTPClient() *http.Client {
 	}}
 }
 
-// ownBodyClient hands net/http a request body of its own. smithy-go closes
-// the body of the request it built as soon as Client.Do returns; racing with
-// the transport, that sometimes gets the connection closed under the
-// response still being read, and a 200 answer fails with "deserialization
-// failed ... use of closed network connection" (aws/aws-sdk-go-v2#2737,
-// #1825). Reproduced here on ListKeys answers of 1000 keys (about 1 in 30);
-// with this wrapper, never. Without it every such call would be recorded as
-// a transport error with an unknown outcome.
-type ownBodyClient struct{ hc *http.Client }
-
-func (c ownBodyClient) Do(r *http.Request) (*http.Response, error) {
-	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(r.Body)
-		r.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		r = r.Clone(r.Context())
-		r.Body = io.NopCloser(bytes.NewReader(b))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-		r.ContentLength = int64(len(b))
-	}
-	return c.hc.Do(r)
-}
-
 // newKMSClient builds an SDK client for one node: static credentials, no
 // SDK retries (every answer is recorded as it came), and optionally the
 // strong-consistency header on every request.
@@ -71,7 +46,7 @@ func newKMSClient(endpoint string, hc *http.Client, strong bool) *kms.Client {
 		BaseEndpoint:     aws.String(endpoint),
 		Credentials:      credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 		RetryMaxAttempts: 1,
-		HTTPClient:       ownBodyClient{hc},
+		HTTPClient:       sdkhttp.OwnBody(hc),
 	}
 	if strong {
 		o.APIOptions = append(o.APIOptions, smithyhttp.SetHeaderValue(HeaderConsistency, "strong"))

@@ -21,6 +21,7 @@ import (
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/fsm"
+	"github.com/kmsd/kmsd/internal/sdkhttp"
 	"github.com/kmsd/kmsd/service"
 )
 
@@ -181,6 +182,7 @@ func NewClient(endpoint string) *kms.Client {
 		Credentials:  credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ""),
 		// Tests assert on first answers; the SDK must not retry them away.
 		RetryMaxAttempts: 1,
+		HTTPClient:       sdkhttp.OwnBody(nil),
 	})
 }
 
