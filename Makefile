@@ -57,8 +57,18 @@ docker-cluster: docker-image
 docker-down:
 	docker-compose down -v
 
+# Crypto micro-benchmarks; then, with BENCH_ENDPOINTS=http://host:port,...,
+# the load generator (bench/README.md) against those endpoints. Optional:
+# BENCH_MIX, BENCH_C, BENCH_D, BENCH_WARMUP, BENCH_FLAGS (e.g. -out r.json -svg p.svg).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/
+	@if [ -n "$$BENCH_ENDPOINTS" ]; then \
+		set -x; $(GO) run ./bench/cmd/load -endpoints "$$BENCH_ENDPOINTS" \
+			-mix "$${BENCH_MIX:-GenerateDataKey=8,Decrypt=1,Encrypt=1}" \
+			-c "$${BENCH_C:-32}" -d "$${BENCH_D:-20s}" -warmup "$${BENCH_WARMUP:-5s}" $$BENCH_FLAGS; \
+	else \
+		echo "BENCH_ENDPOINTS not set: skipping the load generator (see bench/README.md)"; \
+	fi
 
 # ROUNDS rounds of a random failpoint (kill the leader, a follower, two
 # followers in turn, all nodes, a rolling restart) against a 3-node cluster
