@@ -62,6 +62,9 @@ var errorTable = []errorMapping{
 	row(service.ErrDependencyTimeout, http.StatusServiceUnavailable),
 	row(service.ErrKeyUnavailable, http.StatusInternalServerError),
 	row(service.ErrInternal, http.StatusInternalServerError),
+	row(service.ErrIncorrectKeyMaterial, http.StatusBadRequest),
+	row(service.ErrInvalidImportToken, http.StatusBadRequest),
+	row(service.ErrExpiredImportToken, http.StatusBadRequest),
 	// api kinds.
 	row(ErrMissingAuthToken, http.StatusBadRequest),
 	row(ErrIncompleteSignature, http.StatusBadRequest),

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net"
@@ -104,6 +105,17 @@ type AsymmetricKMS interface {
 
 var _ AsymmetricKMS = (*service.Service)(nil)
 
+// ImportKMS is the imported key material (BYOK) operation set. The handler
+// serves these operations when Config.KMS also implements it, as
+// *service.Service does.
+type ImportKMS interface {
+	GetParametersForImport(context.Context, *service.GetParametersForImportInput) (*service.GetParametersForImportOutput, error)
+	ImportKeyMaterial(context.Context, *service.ImportKeyMaterialInput) (*service.ImportKeyMaterialOutput, error)
+	DeleteImportedKeyMaterial(context.Context, *service.DeleteImportedKeyMaterialInput) (*service.DeleteImportedKeyMaterialOutput, error)
+}
+
+var _ ImportKMS = (*service.Service)(nil)
+
 // Wire constants.
 const (
 	HeaderRequestID = "x-amzn-RequestId"
@@ -151,6 +163,45 @@ type Config struct {
 	// Observe runs on the request's goroutine and must be safe for
 	// concurrent use.
 	Observe func(operation, outcome string, elapsed time.Duration)
+	// Audit, if set, is given one AuditEvent for every KMS request (POST /)
+	// the handler answers, success or failure, before the response is
+	// written. If it returns an error the client gets a 500
+	// KMSInternalException instead of the answer (fail closed: no answer
+	// without a record), unless AuditFailOpen is set, in which case the
+	// error is logged and the answer sent. A mutation has already been
+	// committed by then: fail closed means the caller is not told about
+	// it, not that it did not happen. Audit runs on the request's
+	// goroutine and must be safe for concurrent use.
+	Audit         Auditor
+	AuditFailOpen bool
+}
+
+// Auditor records KMS requests (see Config.Audit).
+type Auditor interface {
+	Record(ctx context.Context, ev AuditEvent) error
+}
+
+// AuditEvent is one answered KMS request, for an Auditor. It carries the
+// request body and the response as they are on the wire: plaintexts,
+// ciphertexts and other secrets included. The Auditor must remove them.
+type AuditEvent struct {
+	// Operation is the TrentService operation, or OperationUnknown (see
+	// Config.Observe).
+	Operation string
+	// Info is the request id, source address, user agent and, once
+	// authenticated, the caller.
+	Info service.RequestInfo
+	// Time is when the request arrived.
+	Time time.Time
+	// Request is the request body as received (nil if it was not read,
+	// e.g. over the size limit); it need not be valid JSON.
+	Request []byte
+	// Response is the JSON response body of a success; nil on failure.
+	Response []byte
+	// ErrorCode and ErrorMessage are the AWS exception name and the
+	// message sent to the client on failure; both empty on success.
+	ErrorCode    string
+	ErrorMessage string
 }
 
 // Validate reports a configuration the handler cannot run with.
@@ -184,6 +235,10 @@ type Handler struct {
 	observe func(operation, outcome string, elapsed time.Duration)
 	ops     map[string]opHandler
 	extra   *http.ServeMux
+
+	audit Auditor
+	// auditFailOpen answers requests whose audit record failed.
+	auditFailOpen bool
 }
 
 // opHandler decodes, validates and runs one operation.
@@ -284,8 +339,17 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.ops["GenerateDataKeyPair"] = op(a.GenerateDataKeyPair)
 		h.ops["GenerateDataKeyPairWithoutPlaintext"] = op(a.GenerateDataKeyPairWithoutPlaintext)
 	}
+	if im, ok := k.(ImportKMS); ok {
+		h.ops["GetParametersForImport"] = op(im.GetParametersForImport)
+		h.ops["ImportKeyMaterial"] = op(im.ImportKeyMaterial)
+		h.ops["DeleteImportedKeyMaterial"] = op(im.DeleteImportedKeyMaterial)
+	}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	h.audit, h.auditFailOpen = cfg.Audit, cfg.AuditFailOpen
+	if h.audit != nil && reflect.ValueOf(h.audit).Kind() == reflect.Pointer && reflect.ValueOf(h.audit).IsNil() {
+		h.audit = nil
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -347,7 +411,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveKMS runs one KMS operation and writes its response.
 func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, start time.Time) {
 	var opName string
+	var body *bytes.Buffer
+	if h.audit != nil && r.Body != nil && r.Body != http.NoBody {
+		// Keep a copy of what the pipeline reads, for the audit record.
+		body = new(bytes.Buffer)
+		r.Body = teeBody{Reader: io.TeeReader(r.Body, body), Closer: r.Body}
+	}
 	out, err := h.runSafely(w, r, info, &opName)
+	if h.audit != nil {
+		out, err = h.auditRequest(r, info, start, body, out, err)
+	}
 	errName := h.finish(w, r, info, opName, start, out, err)
 	if h.observe != nil {
 		outcome := OutcomeOK
@@ -356,6 +429,60 @@ func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service
 		}
 		h.observe(h.operationLabel(r), outcome, time.Since(start))
 	}
+}
+
+// teeBody is a request body whose reads are copied.
+type teeBody struct {
+	io.Reader
+	io.Closer
+}
+
+// errAuditFailed replaces the answer to a request whose audit record could
+// not be written (fail closed); it is a KMSInternalException.
+var errAuditFailed = errors.New("api: audit record not written")
+
+// auditRequest gives the answer (out, err) to the Auditor and returns the
+// answer to send: out is then the encoded JSON on success.
+func (h *Handler) auditRequest(r *http.Request, info *service.RequestInfo, start time.Time, body *bytes.Buffer, out any, err error) (any, error) {
+	ev := AuditEvent{Operation: h.operationLabel(r), Info: *info, Time: start}
+	if body != nil {
+		ev.Request = body.Bytes()
+	}
+	if err == nil {
+		payload := []byte("{}")
+		if out != nil {
+			var mErr error
+			if payload, mErr = json.Marshal(out); mErr != nil {
+				err = fmt.Errorf("api: encoding %s output: %w", ev.Operation, mErr)
+			}
+		}
+		if err == nil {
+			out, ev.Response = json.RawMessage(payload), payload
+		}
+	}
+	if err != nil {
+		out = nil
+		we := classify(err)
+		ev.ErrorCode, ev.ErrorMessage = we.name, we.message
+	}
+	if aErr := h.audit.Record(r.Context(), ev); aErr != nil {
+		if h.auditFailOpen {
+			h.log.ErrorContext(r.Context(), "audit record not written; answering anyway (-audit-fail-open)",
+				"request_id", info.RequestID, "err", aErr)
+			return out, err
+		}
+		h.log.ErrorContext(r.Context(), "audit record not written; failing the request",
+			"request_id", info.RequestID, "op", ev.Operation, "outcome", firstNonEmptyString(ev.ErrorCode, OutcomeOK), "err", aErr)
+		return nil, errAuditFailed
+	}
+	return out, err
+}
+
+func firstNonEmptyString(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // operationLabel names the operation r asks for, for Config.Observe: the

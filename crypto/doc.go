@@ -71,4 +71,7 @@ const (
 	labelMaterialWrap = "kmsd/v1/material-wrap"
 	// labelMessageKey starts the HKDF info of a per-message key.
 	labelMessageKey = "kmsd/v1/message-key"
+	// labelImportKeyWrap starts the AAD of a wrapped import wrapping key
+	// (the RSA private key of GetParametersForImport).
+	labelImportKeyWrap = "kmsd/v1/import-key-wrap"
 )

@@ -50,6 +50,10 @@ type Command struct {
 	PutKeyPolicy         *PutKeyPolicyCmd         `json:"put_key_policy,omitempty"`
 	CreateGrant          *CreateGrantCmd          `json:"create_grant,omitempty"`
 	RemoveGrant          *RemoveGrantCmd          `json:"remove_grant,omitempty"` // RetireGrant, RevokeGrant
+	// Imported key material (imports.go).
+	PutImportParams           *PutImportParamsCmd           `json:"put_import_params,omitempty"`
+	ImportKeyMaterial         *ImportKeyMaterialCmd         `json:"import_key_material,omitempty"`
+	DeleteImportedKeyMaterial *DeleteImportedKeyMaterialCmd `json:"delete_imported_key_material,omitempty"`
 }
 
 // SetKeyRotationCmd enables automatic rotation with a period (or changes the
@@ -177,6 +181,12 @@ func (c *Command) checkPayload() error {
 		ok = c.CreateGrant != nil
 	case CmdRemoveGrant:
 		ok = c.RemoveGrant != nil
+	case CmdPutImportParams:
+		ok = c.PutImportParams != nil
+	case CmdImportKeyMaterial:
+		ok = c.ImportKeyMaterial != nil
+	case CmdDeleteImportedKeyMaterial:
+		ok = c.DeleteImportedKeyMaterial != nil
 	default:
 		return fmt.Errorf("fsm: unknown command type %q", c.Type)
 	}

@@ -70,6 +70,11 @@ func TestDuplicateBusinessErrorIsRemembered(t *testing.T) {
 		{ErrDisabled, []*Command{createKey(keyInState("k1", StateDisabled))}, enableRotation("k1", 365, t0)},
 		{ErrLimitExceeded, []*Command{createKey(testKey("k1"))}, tagResource("k1", nTags("t", MaxTagsPerKey+1))},
 		{ErrPrecondition, []*Command{createKey(testKey("k1"))}, deleteKey("k1", t0)},
+		{ErrIncorrectKeyMaterial, []*Command{createKey(externalKey("k1")), putParams(importParams(1, "k1", t0)),
+			importForever("k1", 1, 1, t0)}, importForever("k1", 1, 2, t0)},
+		{ErrInvalidImportToken, []*Command{createKey(externalKey("k1"))}, importForever("k1", 9, 1, t0)},
+		{ErrExpiredImportToken, []*Command{createKey(externalKey("k1")), putParams(importParams(1, "k1", t0))},
+			importForever("k1", 1, 1, t0+2*day)},
 	}
 	require.Len(t, kinds, len(errorCodes), "every business error kind is covered")
 	for _, tc := range kinds {

@@ -22,6 +22,13 @@ var (
 	// ErrPrecondition: a time-driven command whose condition no longer
 	// holds (for example a deletion that was cancelled meanwhile).
 	ErrPrecondition = errors.New("precondition failed")
+	// ErrIncorrectKeyMaterial: imported material differs from the material
+	// the key had before.
+	ErrIncorrectKeyMaterial = errors.New("incorrect key material")
+	// ErrInvalidImportToken: the import token is unknown or for another key.
+	ErrInvalidImportToken = errors.New("invalid import token")
+	// ErrExpiredImportToken: the import token's validity has ended.
+	ErrExpiredImportToken = errors.New("expired import token")
 )
 
 // errorCodes gives each business error a stable code for snapshots of the
@@ -33,6 +40,10 @@ var errorCodes = map[error]string{
 	ErrDisabled:      "Disabled",
 	ErrLimitExceeded: "LimitExceeded",
 	ErrPrecondition:  "Precondition",
+
+	ErrIncorrectKeyMaterial: "IncorrectKeyMaterial",
+	ErrInvalidImportToken:   "InvalidImportToken",
+	ErrExpiredImportToken:   "ExpiredImportToken",
 }
 
 // Error is a business error with the message shown to the caller.

@@ -125,6 +125,9 @@ func (f *FSM) applyCommand(c *Command) *Error {
 				return fail(ErrInvalidState, "%s is not pending deletion.", k.ARN)
 			}
 			k.State = StateDisabled
+			if k.Origin == OriginExternal && !k.HasMaterial() {
+				k.State = StatePendingImport // its material was deleted meanwhile
+			}
 			k.DeletionDate, k.PendingWindowDays = 0, 0
 			return nil
 		})
@@ -181,6 +184,12 @@ func (f *FSM) applyCommand(c *Command) *Error {
 		return f.createGrant(c)
 	case CmdRemoveGrant:
 		return f.removeGrant(c)
+	case CmdPutImportParams:
+		return f.putImportParams(c)
+	case CmdImportKeyMaterial:
+		return f.importKeyMaterial(c)
+	case CmdDeleteImportedKeyMaterial:
+		return f.deleteImportedKeyMaterial(c)
 	default:
 		panic(fmt.Sprintf("fsm: unknown command type %q", c.Type))
 	}
@@ -295,6 +304,7 @@ func (f *FSM) deleteKey(c *Command) *Error {
 	}
 	delete(f.st.Keys, id)
 	f.dropGrantsOf(id) // grants disappear with their key
+	f.dropImportParamsOf(id)
 	for name, a := range f.st.Aliases {
 		if a.TargetKeyID == id {
 			delete(f.st.Aliases, name)

@@ -42,6 +42,8 @@ func (f *FSM) copyState() *state {
 		DomainKeys: slices.Clone(f.st.DomainKeys),
 		Recent:     slices.Clone(f.st.Recent),
 		Grants:     maps.Clone(f.st.Grants),
+		// Values are immutable: a shallow copy is consistent.
+		ImportParams: maps.Clone(f.st.ImportParams),
 	}
 }
 

@@ -69,6 +69,13 @@ type Key struct {
 	RotationEnabled    bool  `json:"rotation_enabled,omitempty"`
 	RotationPeriodDays int32 `json:"rotation_period_days,omitempty"`
 	NextRotation       int64 `json:"next_rotation,omitempty"`
+	// Imported material (Origin EXTERNAL). MaterialFingerprint identifies
+	// the first material imported (kept after deletion, so only the same
+	// material can come back); ExpirationModel and ValidTo (unix
+	// nanoseconds, KEY_MATERIAL_EXPIRES only) describe the material present.
+	MaterialFingerprint []byte `json:"material_fingerprint,omitempty"`
+	ExpirationModel     string `json:"expiration_model,omitempty"`
+	ValidTo             int64  `json:"valid_to,omitempty"`
 }
 
 // OnDemandRotations counts the key's on-demand rotations.
@@ -144,6 +151,8 @@ type state struct {
 	Recent []dedupeEntry `json:"recent"`
 	// Grants by grant id (absent in snapshots without grants).
 	Grants map[string]*Grant `json:"grants,omitempty"`
+	// ImportParams by import token id (absent when there are none).
+	ImportParams map[string]*ImportParams `json:"import_params,omitempty"`
 }
 
 func newState() *state {

@@ -34,6 +34,10 @@ var (
 	ErrDependencyTimeout = errors.New("DependencyTimeoutException") // outcome unknown: the client retries
 	ErrKeyUnavailable    = errors.New("KeyUnavailableException")
 	ErrInternal          = errors.New("KMSInternalException")
+	// Imported key material (imports.go).
+	ErrIncorrectKeyMaterial = errors.New("IncorrectKeyMaterialException")
+	ErrInvalidImportToken   = errors.New("InvalidImportTokenException")
+	ErrExpiredImportToken   = errors.New("ExpiredImportTokenException")
 )
 
 // Error is a KMS error: a kind from the var block above and the message shown

@@ -86,7 +86,10 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	case isHMAC && usage != usageGenerateVerifyMAC, !isHMAC && usage != usageEncryptDecrypt:
 		return nil, ValidationError("KeyUsage %s is not compatible with KeySpec %s.", usage, spec)
 	}
-	if origin != originAWSKMS {
+	switch {
+	case origin == fsm.OriginExternal && spec != specSymmetricDefault:
+		return nil, newError(ErrUnsupportedOp, "Origin %s is supported only for KeySpec %s by this kmsd version.", origin, specSymmetricDefault)
+	case origin != originAWSKMS && origin != fsm.OriginExternal:
 		return nil, newError(ErrUnsupportedOp, "Origin %s is not supported by this kmsd version.", origin)
 	}
 	if in.MultiRegion != nil && *in.MultiRegion {
@@ -111,9 +114,16 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	id := s.newUUID()
 	arn := s.keyARN(id)
 	now := s.now()
-	version, err := s.newKeyVersionFor(dkID, dk, arn, now, spec)
-	if err != nil {
-		return nil, err
+	state := fsm.StateEnabled
+	var versions []fsm.KeyVersion
+	if origin == fsm.OriginExternal {
+		state = fsm.StatePendingImport // material comes with ImportKeyMaterial
+	} else {
+		version, err := s.newKeyVersionFor(dkID, dk, arn, now, spec)
+		if err != nil {
+			return nil, err
+		}
+		versions = []fsm.KeyVersion{version}
 	}
 	key := fsm.Key{
 		KeyID:      id,
@@ -124,10 +134,10 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 		KeySpec:    spec,
 		Origin:     origin,
 		KeyManager: keyManagerCustomer,
-		State:      fsm.StateEnabled,
+		State:      state,
 		Policy:     policy,
 		Tags:       tags,
-		Versions:   []fsm.KeyVersion{version},
+		Versions:   versions,
 	}
 	if in.Description != nil {
 		key.Description = *in.Description
@@ -228,8 +238,14 @@ func (s *Service) metadata(k *fsm.Key) *KeyMetadata {
 		w := k.PendingWindowDays
 		m.PendingDeletionWindowInDays = &w
 	}
-	if v, ok := k.CurrentVersion(); ok {
+	if v, ok := k.CurrentVersion(); ok && k.HasMaterial() {
 		m.CurrentKeyMaterialId = keyMaterialID(v)
+	}
+	if k.Origin == fsm.OriginExternal && k.HasMaterial() {
+		m.ExpirationModel = k.ExpirationModel
+		if k.ExpirationModel == fsm.ExpirationKeyMaterialExpires {
+			m.ValidTo = NewTimestamp(time.Unix(0, k.ValidTo))
+		}
 	}
 	fillAsymmetricMetadata(m, k)
 	return m

@@ -10,8 +10,8 @@ import (
 
 // RunMaintenance performs time-driven work while this node leads: it adds
 // the first domain key, rotates domain keys, rotates the material of keys
-// whose automatic rotation is due, and deletes keys whose deletion date has
-// passed. Each change is an ordinary Raft command carrying the
+// whose automatic rotation is due, deletes keys whose deletion date has
+// passed, and deletes imported key material whose ValidTo has passed. Each change is an ordinary Raft command carrying the
 // leader's clock. It returns when ctx is done.
 func (s *Service) RunMaintenance(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -46,5 +46,6 @@ func (s *Service) MaintenanceTick(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, s.rotateDueKeys(ctx, now)...)
+	errs = append(errs, s.expireImportedMaterial(ctx, now)...)
 	return errors.Join(errs...)
 }

@@ -213,6 +213,12 @@ func fromFSMError(e *fsm.Error) error {
 		kind = ErrLimitExceeded
 	case errors.Is(e, fsm.ErrPrecondition):
 		kind = ErrInvalidState
+	case errors.Is(e, fsm.ErrIncorrectKeyMaterial):
+		kind = ErrIncorrectKeyMaterial
+	case errors.Is(e, fsm.ErrInvalidImportToken):
+		kind = ErrInvalidImportToken
+	case errors.Is(e, fsm.ErrExpiredImportToken):
+		kind = ErrExpiredImportToken
 	}
 	return &Error{Kind: kind, Message: e.Message}
 }

@@ -69,6 +69,8 @@ Commands:
                      prints the ciphertext in base64
   decrypt            [--key-id KEY] [--context k=v]... (--ciphertext B64 | --in FILE|-)
                      writes the plaintext, raw, to stdout
+  audit verify FILE|DIR...
+                     check kmsd audit files offline: [--pubkey node.pub] [--allow-open]
   help               show this help ("kmsctl <command> -h" shows a command's flags)
 
 Global flags (before or after the command):
@@ -164,6 +166,7 @@ func commands() []*command {
 		keysDescribeCommand(),
 		encryptCommand(),
 		decryptCommand(),
+		auditVerifyCommand(),
 	}
 }
 

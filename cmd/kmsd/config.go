@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmsd/kmsd/audit"
 	"github.com/kmsd/kmsd/cluster"
 )
 
@@ -27,11 +28,16 @@ type Config struct {
 	RootKeyFile     string
 	CredentialsFile string
 	AuditDir        string
-	InsecureNoAuth  bool
-	LogLevel        string
-	LogFormat       string
-	MaintenanceTick time.Duration
-	RequireAESNI    bool
+	// Audit trail (see package audit).
+	AuditDigestEvery int
+	AuditMaxBytes    int64
+	AuditFailOpen    bool
+	AuditFsync       bool
+	InsecureNoAuth   bool
+	LogLevel         string
+	LogFormat        string
+	MaintenanceTick  time.Duration
+	RequireAESNI     bool
 
 	// Raft log compaction (operators rarely change these; tests make them
 	// small to exercise snapshot install).
@@ -62,6 +68,10 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.RootKeyFile, "root-key-file", "", "the region root key: 32 random bytes as one line of base64")
 	fs.StringVar(&c.CredentialsFile, "credentials-file", "", "SigV4 principals (JSON; re-read on SIGHUP): signatures are verified whenever it is given; required outside -dev unless -insecure-no-auth")
 	fs.StringVar(&c.AuditDir, "audit-dir", "", "where this node's audit log goes (default <data-dir>/audit)")
+	fs.IntVar(&c.AuditDigestEvery, "audit-digest-every", audit.DefaultDigestEvery, "write a signed digest of the audit chain every this many records")
+	fs.Int64Var(&c.AuditMaxBytes, "audit-max-bytes", audit.DefaultMaxBytes, "start a new audit file once the current one is this large")
+	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "answer requests even when their audit record cannot be written (default: fail them with a 500, \"no answer without a record\")")
+	fs.BoolVar(&c.AuditFsync, "audit-fsync", true, "fsync each audit record before answering (concurrent requests share fsyncs)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
@@ -97,6 +107,12 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 }
 
 func (c *Config) validate() error {
+	if c.AuditDigestEvery <= 0 {
+		return errors.New("-audit-digest-every must be positive")
+	}
+	if c.AuditMaxBytes < 4096 {
+		return errors.New("-audit-max-bytes must be at least 4096")
+	}
 	if c.InsecureNoAuth && c.CredentialsFile != "" {
 		return errors.New("-insecure-no-auth and -credentials-file exclude each other: with a credentials file every signature is verified")
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/kmsd/kmsd/api"
+	"github.com/kmsd/kmsd/audit"
 	"github.com/kmsd/kmsd/cluster"
 	"github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/fsm"
@@ -196,6 +197,18 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	}
 	defer svc.Close()
 
+	auditLog, err := openAudit(cfg, log.With("component", "audit"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// After the HTTP server has stopped: the final digest marks the
+		// file as closed cleanly.
+		if err := auditLog.Close(); err != nil {
+			log.Error("audit close", "err", err)
+		}
+	}()
+
 	// Serve KMS operations only once this node's state holds everything
 	// committed before it started: after a restart the log is replayed only
 	// when the leader commits in its term, and a new node needs a snapshot.
@@ -206,9 +219,12 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Ready:   ready.Load,
 		Observe: mets.ObserveRequest,
 		KMS:     svc,
-		Auth:    auth,
-		Logger:  log.With("component", "api"),
-		NodeID:  cfg.NodeID,
+		// Every answered KMS request is recorded before it is answered.
+		Audit:         auditLog,
+		AuditFailOpen: cfg.AuditFailOpen,
+		Auth:          auth,
+		Logger:        log.With("component", "api"),
+		NodeID:        cfg.NodeID,
 	})
 	if err != nil {
 		return err
@@ -272,6 +288,34 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// openAudit opens this node's audit log in -audit-dir (default
+// <data-dir>/audit).
+func openAudit(cfg *Config, log *slog.Logger) (*audit.Writer, error) {
+	dir := cfg.AuditDir
+	if dir == "" {
+		dir = filepath.Join(cfg.DataDir, "audit")
+	}
+	w, err := audit.Open(audit.Options{
+		Dir:         dir,
+		NodeID:      cfg.NodeID,
+		Region:      cfg.Region,
+		AccountID:   cfg.AccountID,
+		DigestEvery: cfg.AuditDigestEvery,
+		MaxBytes:    cfg.AuditMaxBytes,
+		NoSync:      !cfg.AuditFsync,
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("audit log", "file", w.Path(), "key_id", audit.KeyID(w.PublicKey()),
+		"public_key_file", filepath.Join(dir, audit.PubFile), "fail_open", cfg.AuditFailOpen, "fsync", cfg.AuditFsync)
+	if cfg.AuditFailOpen {
+		log.Warn("-audit-fail-open: requests are answered even when their audit record cannot be written")
+	}
+	return w, nil
 }
 
 // newAuthenticator picks how requests are authenticated: with a credentials

@@ -1,0 +1,353 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/kmsd/kmsd/api"
+)
+
+// EventVersion is the CloudTrail record version kmsd's records follow.
+const EventVersion = "1.08"
+
+// Event is one CloudTrail-shaped record of a KMS API call. The chain
+// fields (kmsdSeq, kmsdPrevHash) are appended by the Writer.
+type Event struct {
+	EventVersion       string          `json:"eventVersion"`
+	UserIdentity       UserIdentity    `json:"userIdentity"`
+	EventTime          string          `json:"eventTime"`
+	EventSource        string          `json:"eventSource"`
+	EventName          string          `json:"eventName"`
+	AWSRegion          string          `json:"awsRegion"`
+	SourceIPAddress    string          `json:"sourceIPAddress"`
+	UserAgent          string          `json:"userAgent"`
+	ErrorCode          string          `json:"errorCode,omitempty"`
+	ErrorMessage       string          `json:"errorMessage,omitempty"`
+	RequestParameters  json.RawMessage `json:"requestParameters"`
+	ResponseElements   json.RawMessage `json:"responseElements"`
+	RequestID          string          `json:"requestID"`
+	EventID            string          `json:"eventID"`
+	ReadOnly           bool            `json:"readOnly"`
+	Resources          []Resource      `json:"resources,omitempty"`
+	EventType          string          `json:"eventType"`
+	ManagementEvent    bool            `json:"managementEvent"`
+	RecipientAccountID string          `json:"recipientAccountId"`
+	EventCategory      string          `json:"eventCategory"`
+	// NodeID names the kmsd node that answered (not a CloudTrail field).
+	NodeID string `json:"kmsdNodeId,omitempty"`
+}
+
+// UserIdentity is CloudTrail's userIdentity.
+type UserIdentity struct {
+	Type        string `json:"type"`
+	PrincipalID string `json:"principalId,omitempty"`
+	ARN         string `json:"arn,omitempty"`
+	AccountID   string `json:"accountId,omitempty"`
+	AccessKeyID string `json:"accessKeyId,omitempty"`
+	UserName    string `json:"userName,omitempty"`
+}
+
+// Resource is one entry of CloudTrail's resources.
+type Resource struct {
+	ARN       string `json:"ARN"`
+	Type      string `json:"type"`
+	AccountID string `json:"accountId"`
+}
+
+// Field handling of request parameters and response elements. Fields are
+// allow-listed by name at every depth: a member whose name is in none of
+// these sets is dropped, so a field added to the API later is left out of
+// the log until someone decides it is safe. Plaintext, CiphertextBlob,
+// PrivateKeyPlaintext, PrivateKeyCiphertextBlob, Mac, Message, Signature,
+// GrantToken(s), Recipient, ImportToken and EncryptedKeyMaterial are
+// deliberately absent.
+var (
+	// keepScalar members are copied when they are strings, numbers,
+	// booleans or lists of those.
+	keepScalar = setOf(
+		"KeyId", "KeyArn", "Arn", "AliasName", "AliasArn", "TargetKeyId", "Description",
+		"KeyUsage", "KeySpec", "CustomerMasterKeySpec", "Origin", "KeyState", "Enabled",
+		"CreationDate", "DeletionDate", "ValidTo", "ExpirationModel", "KeyManager",
+		"EncryptionAlgorithm", "EncryptionAlgorithms", "SigningAlgorithm", "SigningAlgorithms",
+		"MacAlgorithm", "MacAlgorithms", "NumberOfBytes", "Limit", "Marker", "NextMarker", "Truncated",
+		"PendingWindowInDays", "PendingDeletionWindowInDays", "GrantId", "Name", "GranteePrincipal",
+		"RetiringPrincipal", "GranteeServicePrincipal", "RetiringServicePrincipal", "Operations",
+		"IssuingAccount", "TagKey", "TagValue", "TagKeys", "PolicyName", "PolicyNames", "Policy",
+		"BypassPolicyLockoutSafetyCheck", "KeyRotationEnabled", "RotationPeriodInDays",
+		"NextRotationDate", "OnDemandRotationStartDate", "RotationDate", "RotationType",
+		"KeyMaterialId", "CurrentKeyMaterialId", "KeyMaterialState", "KeyPairSpec", "MessageType",
+		"SignatureValid", "MacValid", "DryRun", "MultiRegion", "AWSAccountId", "LastUpdatedDate",
+		"SourceKeyId", "DestinationKeyId", "SourceEncryptionAlgorithm", "DestinationEncryptionAlgorithm",
+		"SourceKeyMaterialId", "DestinationKeyMaterialId", "CustomKeyStoreId", "XksKeyId",
+		"IncludeKeyMaterial", "PublicKey", "SourceArn", "WrappingAlgorithm", "WrappingKeySpec",
+		"ImportType", "KeyMaterialDescription",
+	)
+	// keepVerbatim members are copied whole: maps whose keys are chosen by
+	// the caller (encryption contexts are logged by AWS too).
+	keepVerbatim = setOf(
+		"EncryptionContext", "SourceEncryptionContext", "DestinationEncryptionContext",
+		"EncryptionContextEquals", "EncryptionContextSubset",
+	)
+	// recurse members are objects, or lists of objects, filtered by the
+	// same rules.
+	recurse = setOf("KeyMetadata", "Constraints", "Tags", "Keys", "Aliases", "Grants", "Rotations",
+		"MultiRegionConfiguration", "PrimaryKey", "ReplicaKeys", "XksKeyConfiguration")
+)
+
+func setOf(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// writeOperations are the operations CloudTrail marks readOnly false.
+var writeOperations = setOf(
+	"CreateKey", "UpdateKeyDescription", "EnableKey", "DisableKey", "ScheduleKeyDeletion",
+	"CancelKeyDeletion", "CreateAlias", "UpdateAlias", "DeleteAlias", "TagResource", "UntagResource",
+	"EnableKeyRotation", "DisableKeyRotation", "RotateKeyOnDemand", "PutKeyPolicy", "CreateGrant",
+	"RetireGrant", "RevokeGrant", "ImportKeyMaterial", "DeleteImportedKeyMaterial",
+)
+
+// Filter returns the allow-listed members of a JSON object, with member
+// names in CloudTrail's lower camel case, or nil (JSON null) if body is
+// empty, not a JSON object, or keeps nothing.
+func Filter(body []byte) json.RawMessage {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil || m == nil {
+		return nil
+	}
+	out := filterObject(m)
+	if len(out) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func filterObject(m map[string]json.RawMessage) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		name := lowerFirst(k)
+		switch {
+		case keepVerbatim[k]:
+			if json.Valid(v) {
+				out[name] = v
+			}
+		case keepScalar[k]:
+			if scalarOrScalarList(v) {
+				out[name] = v
+			}
+		case recurse[k]:
+			if f := filterValue(v); f != nil {
+				out[name] = f
+			}
+		}
+	}
+	return out
+}
+
+// filterValue filters an object or a list of objects.
+func filterValue(v json.RawMessage) any {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(v, &obj); err == nil && obj != nil {
+		return filterObject(obj)
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(v, &list); err == nil && list != nil {
+		res := make([]any, 0, len(list))
+		for _, e := range list {
+			if f := filterValue(e); f != nil {
+				res = append(res, f)
+			} else if scalarOrScalarList(e) {
+				res = append(res, e)
+			}
+		}
+		return res
+	}
+	return nil
+}
+
+// scalarOrScalarList reports whether v is a JSON string, number, boolean,
+// null or a list of those.
+func scalarOrScalarList(v json.RawMessage) bool {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return false
+	}
+	switch v[0] {
+	case '{':
+		return false
+	case '[':
+		var list []json.RawMessage
+		if json.Unmarshal(v, &list) != nil {
+			return false
+		}
+		for _, e := range list {
+			if e = bytes.TrimSpace(e); len(e) == 0 || e[0] == '{' || e[0] == '[' {
+				return false
+			}
+		}
+		return true
+	}
+	return json.Valid(v)
+}
+
+func lowerFirst(s string) string {
+	if s == "" || s[0] < 'A' || s[0] > 'Z' {
+		return s
+	}
+	return string(s[0]+'a'-'A') + s[1:]
+}
+
+// BuildEvent turns an api.AuditEvent into a CloudTrail record for region
+// and account (the key owner: recipientAccountId).
+func BuildEvent(ev api.AuditEvent, region, accountID, nodeID string) Event {
+	e := Event{
+		EventVersion:       EventVersion,
+		UserIdentity:       identity(ev.Info.Caller.ARN, ev.Info.Caller.AccountID, ev.Info.Caller.AccessKeyID),
+		EventTime:          ev.Time.UTC().Format(time.RFC3339),
+		EventSource:        "kms.amazonaws.com",
+		EventName:          ev.Operation,
+		AWSRegion:          region,
+		SourceIPAddress:    ev.Info.SourceIP,
+		UserAgent:          ev.Info.UserAgent,
+		ErrorCode:          ev.ErrorCode,
+		ErrorMessage:       ev.ErrorMessage,
+		RequestParameters:  Filter(ev.Request),
+		ResponseElements:   Filter(ev.Response),
+		RequestID:          ev.Info.RequestID,
+		EventID:            newUUID(),
+		ReadOnly:           ev.Operation != api.OperationUnknown && !writeOperations[ev.Operation],
+		EventType:          "AwsApiCall",
+		ManagementEvent:    true,
+		RecipientAccountID: accountID,
+		EventCategory:      "Management",
+		NodeID:             nodeID,
+	}
+	e.Resources = resources(ev.Request, ev.Response, region, accountID)
+	return e
+}
+
+// identity derives CloudTrail's userIdentity from the caller's ARN.
+func identity(arn, account, akid string) UserIdentity {
+	u := UserIdentity{ARN: arn, AccountID: account, AccessKeyID: akid, Type: "Unknown"}
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) == 6 && parts[0] == "arn" {
+		if u.AccountID == "" {
+			u.AccountID = parts[4]
+		}
+		res := parts[5]
+		switch {
+		case parts[2] == "iam" && res == "root":
+			u.Type, u.PrincipalID = "Root", u.AccountID
+		case parts[2] == "iam" && strings.HasPrefix(res, "user/"):
+			u.Type = "IAMUser"
+			u.UserName = res[strings.LastIndexByte(res, '/')+1:]
+		case parts[2] == "sts" && strings.HasPrefix(res, "assumed-role/"):
+			u.Type = "AssumedRole"
+		case parts[2] == "iam" && strings.HasPrefix(res, "role/"):
+			u.Type = "AssumedRole"
+		}
+	}
+	return u
+}
+
+// resources lists the KMS keys a request or its response names by ARN or
+// key id (aliases cannot be resolved here and are left out).
+func resources(req, resp []byte, region, account string) []Resource {
+	var out []Resource
+	seen := map[string]bool{}
+	add := func(id string) {
+		arn := keyARN(id, region, account)
+		if arn == "" || seen[arn] {
+			return
+		}
+		seen[arn] = true
+		acct := account
+		if p := strings.SplitN(arn, ":", 6); len(p) == 6 {
+			acct = p[4]
+		}
+		out = append(out, Resource{ARN: arn, Type: "AWS::KMS::Key", AccountID: acct})
+	}
+	for _, body := range [][]byte{req, resp} {
+		var m struct {
+			KeyID         string `json:"KeyId"`
+			KeyArn        string `json:"KeyArn"`
+			TargetKeyID   string `json:"TargetKeyId"`
+			SourceKeyID   string `json:"SourceKeyId"`
+			DestinationID string `json:"DestinationKeyId"`
+			KeyMetadata   *struct {
+				Arn string `json:"Arn"`
+			} `json:"KeyMetadata"`
+		}
+		if len(body) == 0 || json.Unmarshal(body, &m) != nil {
+			continue
+		}
+		for _, id := range []string{m.KeyID, m.KeyArn, m.TargetKeyID, m.SourceKeyID, m.DestinationID} {
+			add(id)
+		}
+		if m.KeyMetadata != nil {
+			add(m.KeyMetadata.Arn)
+		}
+	}
+	return out
+}
+
+// keyARN returns the key ARN id names: id itself if it is a key ARN, the
+// ARN in region and account if it is a bare key id, else "".
+func keyARN(id, region, account string) string {
+	switch {
+	case strings.HasPrefix(id, "arn:") && strings.Contains(id, ":key/"):
+		return id
+	case isKeyID(id):
+		return "arn:aws:kms:" + region + ":" + account + ":key/" + id
+	}
+	return ""
+}
+
+// isKeyID reports whether s looks like a key id (a UUID, or mrk- and 32
+// hex digits).
+func isKeyID(s string) bool {
+	if h, ok := strings.CutPrefix(s, "mrk-"); ok {
+		_, err := hex.DecodeString(h)
+		return err == nil && len(h) == 32
+	}
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

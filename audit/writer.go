@@ -1,0 +1,656 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kmsd/kmsd/api"
+)
+
+// Defaults of Options.
+const (
+	DefaultDigestEvery = 1000
+	DefaultMaxBytes    = 100 << 20
+
+	// KeyFile and PubFile are the node's signing key (PKCS#8 PEM, 0600)
+	// and its public half (PKIX PEM) in the audit directory.
+	KeyFile = "node.key"
+	PubFile = "node.pub"
+
+	filePrefix = "audit-"
+	fileSuffix = ".jsonl"
+)
+
+// Record types (kmsdRecordType). Event records have none.
+const (
+	TypeHeader = "header"
+	TypeDigest = "digest"
+)
+
+// Digest reasons.
+const (
+	ReasonPeriodic = "periodic"
+	ReasonRotate   = "rotate"
+	ReasonShutdown = "shutdown"
+)
+
+// ErrClosed is returned by Record after Close.
+var ErrClosed = errors.New("audit: log closed")
+
+// Options configures a Writer.
+type Options struct {
+	Dir       string // created 0700 if missing
+	NodeID    string
+	Region    string
+	AccountID string // recipientAccountId, and the account of bare key ids
+	// DigestEvery is the number of event records between signed digests
+	// (0: DefaultDigestEvery).
+	DigestEvery int
+	// MaxBytes rotates the file once it is this large (0: DefaultMaxBytes).
+	MaxBytes int64
+	// NoSync skips fsync: a record is then in the page cache, not
+	// necessarily on disk, when Record returns. For tests and benchmarks.
+	NoSync bool
+	Logger *slog.Logger
+	Now    func() time.Time // nil: time.Now
+}
+
+// Header is the first record of every audit file.
+type Header struct {
+	RecordType string `json:"kmsdRecordType"`
+	Version    int    `json:"kmsdAuditVersion"`
+	NodeID     string `json:"nodeId"`
+	Region     string `json:"awsRegion,omitempty"`
+	FileID     string `json:"fileId"`
+	FileIndex  int    `json:"fileIndex"`
+	Created    string `json:"created"`
+	// PublicKey is the node's Ed25519 public key (base64) that signs this
+	// file's digests; KeyID is the hex of its SHA-256's first 8 bytes.
+	PublicKey string `json:"publicKey"`
+	KeyID     string `json:"keyId"`
+	// The previous file of this node, if any: its name, the seq of its
+	// last complete record (whose hash is this header's kmsdPrevHash) and
+	// whether it ended with a final digest (false after a crash).
+	PreviousFile       string `json:"previousFile,omitempty"`
+	PreviousFileSeq    *int64 `json:"previousFileLastSeq,omitempty"`
+	PreviousFileClosed *bool  `json:"previousFileClosed,omitempty"`
+
+	Seq      int64  `json:"kmsdSeq"`
+	PrevHash string `json:"kmsdPrevHash"`
+}
+
+// Digest is a signed checkpoint of the chain.
+type Digest struct {
+	RecordType string `json:"kmsdRecordType"`
+	FileID     string `json:"fileId"`
+	Time       string `json:"digestTime"`
+	Reason     string `json:"reason"`
+	// Final is set on the last record of a file closed cleanly (rotation
+	// or shutdown).
+	Final     bool   `json:"final"`
+	KeyID     string `json:"keyId"`
+	Signature string `json:"signature"` // base64 Ed25519 over signedMessage
+
+	Seq      int64  `json:"kmsdSeq"`
+	PrevHash string `json:"kmsdPrevHash"`
+}
+
+// signedMessage is what a digest's signature covers. PrevHash chains every
+// earlier record of the file, the header (and its public key) included.
+func (d *Digest) signedMessage() []byte {
+	return fmt.Appendf(nil, "kmsd-audit-digest-v1\x00%s\x00%d\x00%s\x00%s\x00%s\x00%t",
+		d.FileID, d.Seq, d.PrevHash, d.Time, d.Reason, d.Final)
+}
+
+// Writer appends hash-chained, periodically signed CloudTrail-style
+// records to files in a directory. It implements api.Auditor and is safe
+// for concurrent use.
+type Writer struct {
+	opts  Options
+	log   *slog.Logger
+	priv  ed25519.PrivateKey
+	pub   ed25519.PublicKey
+	keyID string
+
+	mu          sync.Mutex
+	f           *os.File
+	index       int
+	fileID      string
+	nextSeq     int64
+	lastHash    [sha256.Size]byte
+	size        int64
+	sinceDigest int
+	gen         uint64 // records written, all files
+	err         error  // sticky write failure
+	closed      bool
+
+	syncMu sync.Mutex
+	synced atomic.Uint64 // gen known to be on disk
+}
+
+var _ api.Auditor = (*Writer)(nil)
+
+// Open opens the audit log in opts.Dir: it loads (or, on first start,
+// creates) the node key and starts a new file chained to the last one.
+func Open(opts Options) (*Writer, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("audit: no directory")
+	}
+	if opts.DigestEvery <= 0 {
+		opts.DigestEvery = DefaultDigestEvery
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	w := &Writer{opts: opts, log: opts.Logger}
+	if w.log == nil {
+		w.log = slog.Default()
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+	var err error
+	if w.priv, err = loadOrCreateKey(opts.Dir); err != nil {
+		return nil, err
+	}
+	w.pub = w.priv.Public().(ed25519.PublicKey)
+	w.keyID = KeyID(w.pub)
+
+	prev, err := lastFile(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var prevInfo *tailInfo
+	if prev != "" {
+		if prevInfo, err = readTail(filepath.Join(opts.Dir, prev)); err != nil {
+			return nil, fmt.Errorf("audit: reading %s: %w", prev, err)
+		}
+		prevInfo.name = prev
+		w.index, _ = fileIndex(prev)
+		if !prevInfo.closed {
+			w.log.Warn("the previous audit file was not closed cleanly (crash?); records after its last digest are not signed",
+				"file", prev, "last_seq", prevInfo.seq)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.openNext(prevInfo); err != nil {
+		return nil, err
+	}
+	if !opts.NoSync {
+		if err := w.f.Sync(); err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		if d, err := os.Open(opts.Dir); err == nil {
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	return w, nil
+}
+
+// PublicKey returns the node's audit signing key.
+func (w *Writer) PublicKey() ed25519.PublicKey { return w.pub }
+
+// Path returns the file being written.
+func (w *Writer) Path() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return filepath.Join(w.opts.Dir, fileName(w.index))
+}
+
+// Record appends ev as one CloudTrail-style record and returns once it is
+// on disk (unless Options.NoSync). After a write failure every call fails.
+func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
+	e := BuildEvent(ev, w.opts.Region, w.opts.AccountID, w.opts.NodeID)
+	body, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return ErrClosed
+	}
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	w.writeLine(body)
+	w.sinceDigest++
+	if w.err == nil && w.sinceDigest >= w.opts.DigestEvery {
+		w.writeDigest(ReasonPeriodic, false)
+	}
+	if w.err == nil && w.size >= w.opts.MaxBytes {
+		w.rotate()
+	}
+	gen, err := w.gen, w.err
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if w.opts.NoSync {
+		return nil
+	}
+	return w.syncTo(gen)
+}
+
+// Close writes a final digest and closes the file. Later Records fail
+// with ErrClosed.
+func (w *Writer) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	if w.err == nil {
+		w.writeDigest(ReasonShutdown, true)
+	}
+	if w.err == nil && !w.opts.NoSync {
+		if err := w.f.Sync(); err != nil {
+			w.err = fmt.Errorf("audit: fsync: %w", err)
+		}
+	}
+	if err := w.f.Close(); err != nil && w.err == nil {
+		w.err = fmt.Errorf("audit: %w", err)
+	}
+	return w.err
+}
+
+// syncTo returns once every record up to gen is on disk. Concurrent callers
+// share fsyncs (group commit): whoever holds syncMu syncs everything
+// written so far.
+func (w *Writer) syncTo(gen uint64) error {
+	if w.synced.Load() >= gen {
+		return nil
+	}
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if w.synced.Load() >= gen {
+		return nil
+	}
+	w.mu.Lock()
+	f, target := w.f, w.gen
+	w.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		if w.synced.Load() >= gen { // rotated (and synced) meanwhile
+			return nil
+		}
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = fmt.Errorf("audit: fsync: %w", err)
+		}
+		w.mu.Unlock()
+		return fmt.Errorf("audit: fsync: %w", err)
+	}
+	w.markSynced(target)
+	return nil
+}
+
+func (w *Writer) markSynced(gen uint64) {
+	for {
+		cur := w.synced.Load()
+		if cur >= gen || w.synced.CompareAndSwap(cur, gen) {
+			return
+		}
+	}
+}
+
+// writeLine appends one record: body is a JSON object to which the chain
+// fields are added. w.mu is held; a failure is left in w.err.
+func (w *Writer) writeLine(body []byte) {
+	var buf bytes.Buffer
+	buf.Grow(len(body) + 120)
+	buf.Write(body[:len(body)-1])
+	buf.WriteString(`,"kmsdSeq":`)
+	buf.WriteString(strconv.FormatInt(w.nextSeq, 10))
+	buf.WriteString(`,"kmsdPrevHash":"`)
+	if w.nextSeq > 0 || w.lastHash != ([sha256.Size]byte{}) {
+		buf.WriteString(hex.EncodeToString(w.lastHash[:]))
+	}
+	buf.WriteString(`"}`)
+	hash := sha256.Sum256(buf.Bytes())
+	buf.WriteByte('\n')
+	n, err := w.f.Write(buf.Bytes())
+	w.size += int64(n)
+	if err != nil {
+		w.err = fmt.Errorf("audit: write %s: %w", w.f.Name(), err)
+		w.log.Error("audit write failed; requests fail until kmsd is restarted (unless -audit-fail-open)", "err", err)
+		return
+	}
+	w.lastHash = hash
+	w.nextSeq++
+	w.gen++
+}
+
+// lastHashHex is the hash the next record will carry.
+func (w *Writer) lastHashHex() string {
+	if w.nextSeq == 0 && w.lastHash == ([sha256.Size]byte{}) {
+		return ""
+	}
+	return hex.EncodeToString(w.lastHash[:])
+}
+
+func (w *Writer) writeDigest(reason string, final bool) {
+	d := Digest{
+		RecordType: TypeDigest,
+		FileID:     w.fileID,
+		Time:       w.opts.Now().UTC().Format(time.RFC3339Nano),
+		Reason:     reason,
+		Final:      final,
+		KeyID:      w.keyID,
+		Seq:        w.nextSeq,
+		PrevHash:   w.lastHashHex(),
+	}
+	d.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(w.priv, d.signedMessage()))
+	// The chain fields are appended by writeLine, with the same values.
+	body, _ := json.Marshal(struct {
+		RecordType string `json:"kmsdRecordType"`
+		FileID     string `json:"fileId"`
+		Time       string `json:"digestTime"`
+		Reason     string `json:"reason"`
+		Final      bool   `json:"final"`
+		KeyID      string `json:"keyId"`
+		Signature  string `json:"signature"`
+	}{d.RecordType, d.FileID, d.Time, d.Reason, d.Final, d.KeyID, d.Signature})
+	w.writeLine(body)
+	w.sinceDigest = 0
+}
+
+// rotate closes the current file with a final digest and starts the next.
+func (w *Writer) rotate() {
+	w.writeDigest(ReasonRotate, true)
+	if w.err != nil {
+		return
+	}
+	if !w.opts.NoSync {
+		if err := w.f.Sync(); err != nil {
+			w.err = fmt.Errorf("audit: fsync: %w", err)
+			return
+		}
+	}
+	w.markSynced(w.gen)
+	old := w.f
+	prev := &tailInfo{name: filepath.Base(old.Name()), seq: w.nextSeq - 1, hash: w.lastHash, closed: true}
+	if err := w.openNext(prev); err != nil {
+		w.err = err
+		return
+	}
+	old.Close()
+	w.log.Info("audit file rotated", "file", w.f.Name())
+}
+
+// openNext creates the file after w.index and writes its header. w.mu is
+// held (or w is not shared yet).
+func (w *Writer) openNext(prev *tailInfo) error {
+	index := w.index + 1
+	path := filepath.Join(w.opts.Dir, fileName(index))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	w.f, w.index, w.fileID = f, index, newUUID()
+	w.nextSeq, w.size, w.sinceDigest = 0, 0, 0
+	w.lastHash = [sha256.Size]byte{}
+	h := Header{
+		RecordType: TypeHeader,
+		Version:    1,
+		NodeID:     w.opts.NodeID,
+		Region:     w.opts.Region,
+		FileID:     w.fileID,
+		FileIndex:  index,
+		Created:    w.opts.Now().UTC().Format(time.RFC3339Nano),
+		PublicKey:  base64.StdEncoding.EncodeToString(w.pub),
+		KeyID:      w.keyID,
+	}
+	if prev != nil {
+		h.PreviousFile = prev.name
+		h.PreviousFileSeq = &prev.seq
+		h.PreviousFileClosed = &prev.closed
+		if prev.seq >= 0 {
+			w.lastHash = prev.hash
+		}
+	}
+	body, _ := json.Marshal(struct {
+		RecordType         string `json:"kmsdRecordType"`
+		Version            int    `json:"kmsdAuditVersion"`
+		NodeID             string `json:"nodeId"`
+		Region             string `json:"awsRegion,omitempty"`
+		FileID             string `json:"fileId"`
+		FileIndex          int    `json:"fileIndex"`
+		Created            string `json:"created"`
+		PublicKey          string `json:"publicKey"`
+		KeyID              string `json:"keyId"`
+		PreviousFile       string `json:"previousFile,omitempty"`
+		PreviousFileSeq    *int64 `json:"previousFileLastSeq,omitempty"`
+		PreviousFileClosed *bool  `json:"previousFileClosed,omitempty"`
+	}{h.RecordType, h.Version, h.NodeID, h.Region, h.FileID, h.FileIndex, h.Created, h.PublicKey, h.KeyID,
+		h.PreviousFile, h.PreviousFileSeq, h.PreviousFileClosed})
+	w.writeLine(body)
+	return w.err
+}
+
+func fileName(index int) string { return fmt.Sprintf("%s%06d%s", filePrefix, index, fileSuffix) }
+
+func fileIndex(name string) (int, bool) {
+	s, ok := cutAffix(name, filePrefix, fileSuffix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
+}
+
+func cutAffix(name, prefix, suffix string) (string, bool) {
+	if len(name) <= len(prefix)+len(suffix) || name[:len(prefix)] != prefix || name[len(name)-len(suffix):] != suffix {
+		return "", false
+	}
+	return name[len(prefix) : len(name)-len(suffix)], true
+}
+
+// Files lists the audit files in dir, oldest first.
+func Files(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type nf struct {
+		n    int
+		name string
+	}
+	var fs []nf
+	for _, e := range ents {
+		if n, ok := fileIndex(e.Name()); ok && e.Type().IsRegular() {
+			fs = append(fs, nf{n, e.Name()})
+		}
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].n < fs[j].n })
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = filepath.Join(dir, f.name)
+	}
+	return out, nil
+}
+
+func lastFile(dir string) (string, error) {
+	fs, err := Files(dir)
+	if err != nil {
+		return "", fmt.Errorf("audit: %w", err)
+	}
+	if len(fs) == 0 {
+		return "", nil
+	}
+	return filepath.Base(fs[len(fs)-1]), nil
+}
+
+// tailInfo describes the end of an existing file.
+type tailInfo struct {
+	name   string
+	seq    int64 // kmsdSeq of the last complete record, -1 if none
+	hash   [sha256.Size]byte
+	closed bool // the last record is a final digest and nothing follows
+}
+
+// readTail finds the last complete line of the file at path.
+func readTail(path string) (*tailInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	ti := &tailInfo{seq: -1}
+	for chunk := int64(64 << 10); ; chunk *= 4 {
+		off := max(size-chunk, 0)
+		buf := make([]byte, size-off)
+		if _, err := f.ReadAt(buf, off); err != nil && err != io.EOF {
+			return nil, err
+		}
+		partial := len(buf) > 0 && buf[len(buf)-1] != '\n'
+		end := bytes.LastIndexByte(buf, '\n')
+		if end < 0 {
+			if off == 0 {
+				return ti, nil // no complete line
+			}
+			continue
+		}
+		start := bytes.LastIndexByte(buf[:end], '\n') + 1
+		if start == 0 && off > 0 {
+			continue // the line may begin before this chunk
+		}
+		line := buf[start:end]
+		ti.hash = sha256.Sum256(line)
+		var rec struct {
+			Type  string `json:"kmsdRecordType"`
+			Seq   *int64 `json:"kmsdSeq"`
+			Final bool   `json:"final"`
+		}
+		if json.Unmarshal(line, &rec) == nil && rec.Seq != nil {
+			ti.seq = *rec.Seq
+			ti.closed = rec.Type == TypeDigest && rec.Final && !partial
+		}
+		return ti, nil
+	}
+}
+
+// KeyID names a public key: the hex of the first 8 bytes of its SHA-256.
+func KeyID(pub ed25519.PublicKey) string {
+	s := sha256.Sum256(pub)
+	return hex.EncodeToString(s[:8])
+}
+
+// loadOrCreateKey reads dir/node.key, creating it (and node.pub) on first
+// start.
+func loadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, KeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit: node key: %w", err)
+		}
+		werr := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
+			return nil, fmt.Errorf("audit: node key: %w", err)
+		}
+		if err := writePublicKey(filepath.Join(dir, PubFile), priv.Public().(ed25519.PublicKey)); err != nil {
+			return nil, err
+		}
+		return priv, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit: node key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("audit: %s: not a PEM private key", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("audit: %s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("audit: %s: not an Ed25519 key", path)
+	}
+	// Keep node.pub present and right.
+	pubPath := filepath.Join(dir, PubFile)
+	if have, err := ReadPublicKey(pubPath); err != nil || !have.Equal(priv.Public()) {
+		if err := writePublicKey(pubPath, priv.Public().(ed25519.PublicKey)); err != nil {
+			return nil, err
+		}
+	}
+	return priv, nil
+}
+
+func writePublicKey(path string, pub ed25519.PublicKey) error {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// ReadPublicKey reads a node.pub file (PKIX PEM), or a raw base64 key.
+func ReadPublicKey(path string) (ed25519.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an Ed25519 public key", path)
+		}
+		return pub, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%s: not a PEM or base64 Ed25519 public key", path)
+	}
+	return ed25519.PublicKey(raw), nil
+}
