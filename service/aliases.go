@@ -66,8 +66,14 @@ func (s *Service) UpdateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 		return nil, err
 	}
 	cur, ok := s.fsm.Alias(*in.AliasName)
-	if !ok && s.catchUpAfterMiss(ctx, ErrNotFound) {
-		cur, ok = s.fsm.Alias(*in.AliasName)
+	if !ok {
+		retry, err := s.catchUpAfterMiss(ctx, ErrNotFound)
+		if err != nil {
+			return nil, err
+		}
+		if retry {
+			cur, ok = s.fsm.Alias(*in.AliasName)
+		}
 	}
 	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(*in.AliasName))
@@ -86,8 +92,14 @@ func (s *Service) DeleteAlias(ctx context.Context, in *DeleteAliasInput) (*Empty
 		return nil, newError(ErrInvalidAliasName, "Aliases beginning with alias/aws/ are managed by AWS.")
 	}
 	_, ok := s.fsm.Alias(name)
-	if !ok && s.catchUpAfterMiss(ctx, ErrNotFound) {
-		_, ok = s.fsm.Alias(name)
+	if !ok {
+		retry, err := s.catchUpAfterMiss(ctx, ErrNotFound)
+		if err != nil {
+			return nil, err
+		}
+		if retry {
+			_, ok = s.fsm.Alias(name)
+		}
 	}
 	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(name))

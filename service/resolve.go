@@ -82,8 +82,14 @@ func (s *Service) resolveKey(ref string, accept keyRef) (*fsm.Key, error) {
 // after the CreateKey was acknowledged could fail.
 func (s *Service) resolveKeyFresh(ctx context.Context, ref string, accept keyRef) (*fsm.Key, error) {
 	k, err := s.resolveKey(ref, accept)
-	if err != nil && s.catchUpAfterMiss(ctx, err) {
-		k, err = s.resolveKey(ref, accept)
+	if err != nil {
+		retry, cerr := s.catchUpAfterMiss(ctx, err)
+		if cerr != nil {
+			return nil, cerr
+		}
+		if retry {
+			k, err = s.resolveKey(ref, accept)
+		}
 	}
 	return k, err
 }
@@ -92,16 +98,18 @@ func (s *Service) resolveKeyFresh(ctx context.Context, ref string, accept keyRef
 // repeating: err is NotFound, this node is a follower, and a read barrier
 // through the leader succeeded (so every write acknowledged before now is
 // applied here). The leader never needs to: it applies a write before
-// acknowledging it. Only misses pay for the barrier.
-func (s *Service) catchUpAfterMiss(ctx context.Context, err error) bool {
+// acknowledging it. Only misses pay for the barrier. If the barrier fails
+// (no leader during a failover), the miss proves nothing: the caller gets
+// DependencyTimeoutException (503, retried by the SDKs), not NotFound.
+func (s *Service) catchUpAfterMiss(ctx context.Context, err error) (retry bool, _ error) {
 	if !errors.Is(err, ErrNotFound) || s.proposer.IsLeader() {
-		return false
+		return false, nil
 	}
 	if berr := s.proposer.ReadBarrier(ctx); berr != nil {
 		s.log.Debug("catching up after a lookup miss failed", "err", berr)
-		return false
+		return false, newError(ErrDependencyTimeout, "The request could not be checked against the current state in time; retry it.")
 	}
-	return true
+	return true, nil
 }
 
 // validKeyID reports whether id has the form of a key id: a UUID, or
