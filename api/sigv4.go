@@ -292,7 +292,7 @@ func (a *SigV4Authenticator) verify(r *http.Request, body []byte) (service.Calle
 	if !hmac.Equal(want, []byte(h.Signature)) {
 		return service.Caller{}, akid, invalidSig(msgSignatureMismatch)
 	}
-	return service.Caller{AccessKeyID: akid, ARN: cred.ARN, AccountID: set.accountID}, akid, nil
+	return service.Caller{AccessKeyID: akid, ARN: cred.ARN, AccountID: set.accountID, Policy: string(cred.Policy)}, akid, nil
 }
 
 func skewText(d time.Duration) string {

@@ -32,9 +32,12 @@ func checkAliasName(name string) error {
 
 // aliasTarget resolves the key an alias may point at: a customer managed
 // key named by id or ARN.
-func (s *Service) aliasTarget(ctx context.Context, ref string) (*fsm.Key, error) {
+func (s *Service) aliasTarget(ctx context.Context, ref, action string) (*fsm.Key, error) {
 	k, err := s.resolveKeyFresh(ctx, ref, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, action, ref); err != nil {
 		return nil, err
 	}
 	if k.KeyManager != keyManagerCustomer {
@@ -48,7 +51,7 @@ func (s *Service) CreateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 	if err := checkAliasName(*in.AliasName); err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(ctx, *in.TargetKeyId)
+	k, err := s.aliasTarget(ctx, *in.TargetKeyId, "CreateAlias")
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +64,7 @@ func (s *Service) UpdateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 	if err := checkAliasName(*in.AliasName); err != nil {
 		return nil, err
 	}
-	k, err := s.aliasTarget(ctx, *in.TargetKeyId)
+	k, err := s.aliasTarget(ctx, *in.TargetKeyId, "UpdateAlias")
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +81,12 @@ func (s *Service) UpdateAlias(ctx context.Context, in *AliasInput) (*Empty, erro
 	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(*in.AliasName))
 	}
+	if old, ok := s.fsm.Key(cur.TargetKeyID); ok {
+		// The caller needs kms:UpdateAlias on the key the alias leaves too.
+		if err := s.authorizeKey(ctx, old, "UpdateAlias", *in.AliasName); err != nil {
+			return nil, err
+		}
+	}
 	if old, ok := s.fsm.Key(cur.TargetKeyID); ok && (old.KeySpec != k.KeySpec || old.KeyUsage != k.KeyUsage) {
 		return nil, ValidationError("Alias %s cannot be changed from a %s %s key to a %s %s key.", *in.AliasName, old.KeySpec, old.KeyUsage, k.KeySpec, k.KeyUsage)
 	}
@@ -91,18 +100,23 @@ func (s *Service) DeleteAlias(ctx context.Context, in *DeleteAliasInput) (*Empty
 	if strings.HasPrefix(name, reservedAliasPrefix) {
 		return nil, newError(ErrInvalidAliasName, "Aliases beginning with alias/aws/ are managed by AWS.")
 	}
-	_, ok := s.fsm.Alias(name)
+	a, ok := s.fsm.Alias(name)
 	if !ok {
 		retry, err := s.catchUpAfterMiss(ctx, ErrNotFound)
 		if err != nil {
 			return nil, err
 		}
 		if retry {
-			_, ok = s.fsm.Alias(name)
+			a, ok = s.fsm.Alias(name)
 		}
 	}
 	if !ok {
 		return nil, newError(ErrNotFound, "Alias %s is not found.", s.aliasARN(name))
+	}
+	if k, ok := s.fsm.Key(a.TargetKeyID); ok {
+		if err := s.authorizeKey(ctx, k, "DeleteAlias", name); err != nil {
+			return nil, err
+		}
 	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdDeleteAlias, Alias: &fsm.AliasCmd{Name: name}})
 }
@@ -122,7 +136,12 @@ func (s *Service) ListAliases(ctx context.Context, in *ListAliasesInput) (*ListA
 		if err != nil {
 			return nil, err
 		}
+		if err := s.authorizeKey(ctx, k, "ListAliases", *in.KeyId); err != nil {
+			return nil, err
+		}
 		keyID = k.KeyID
+	} else if err := s.authorize(ctx, authzRequest{action: "ListAliases"}); err != nil {
+		return nil, err
 	}
 	aliases, more := s.fsm.ListAliases(keyID, after, limitOr(in.Limit, defaultListAliasLimit, maxListAliasLimit))
 	out := &ListAliasesOutput{Aliases: make([]AliasListEntry, 0, len(aliases)), Truncated: more}

@@ -194,9 +194,12 @@ func (s *Service) asymmetricKey(ref string) (*fsm.Key, asymmetricSpec, bool) {
 // signingKey resolves and checks a key for Sign and Verify: usable
 // (key-states.md), a SIGN_VERIFY asymmetric key, and the algorithm one its
 // spec supports.
-func (s *Service) signingKey(ref, algName, op string) (*fsm.Key, crypto.SigningAlgorithm, error) {
+func (s *Service) signingKey(ctx context.Context, tokens []string, ref, algName, op string) (*fsm.Key, crypto.SigningAlgorithm, error) {
 	k, err := s.resolveKey(ref, anyKeyRef)
 	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: op, key: k, ref: ref, tokens: tokens}); err != nil {
 		return nil, 0, err
 	}
 	if err := checkUsable(k); err != nil {
@@ -254,7 +257,7 @@ func signatureError(err error) error {
 // private key of an asymmetric SIGN_VERIFY key. ECDSA signatures are DER
 // (ASN.1) encoded, as AWS returns them.
 func (s *Service) Sign(ctx context.Context, in *SignInput) (*SignOutput, error) {
-	k, alg, err := s.signingKey(*in.KeyId, *in.SigningAlgorithm, "Sign")
+	k, alg, err := s.signingKey(ctx, in.GrantTokens, *in.KeyId, *in.SigningAlgorithm, "Sign")
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +284,7 @@ func (s *Service) Sign(ctx context.Context, in *SignInput) (*SignOutput, error) 
 // key). As in AWS KMS, a signature that does not verify is
 // KMSInvalidSignatureException, never SignatureValid false.
 func (s *Service) Verify(ctx context.Context, in *VerifyInput) (*VerifyOutput, error) {
-	k, alg, err := s.signingKey(*in.KeyId, *in.SigningAlgorithm, "Verify")
+	k, alg, err := s.signingKey(ctx, in.GrantTokens, *in.KeyId, *in.SigningAlgorithm, "Verify")
 	if err != nil {
 		return nil, err
 	}
@@ -314,6 +317,9 @@ func (s *Service) Verify(ctx context.Context, in *VerifyInput) (*VerifyOutput, e
 func (s *Service) GetPublicKey(ctx context.Context, in *GetPublicKeyInput) (*GetPublicKeyOutput, error) {
 	k, err := s.resolveKey(*in.KeyId, anyKeyRef)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: "GetPublicKey", key: k, ref: *in.KeyId, tokens: in.GrantTokens}); err != nil {
 		return nil, err
 	}
 	if err := checkUsable(k); err != nil {
@@ -419,10 +425,13 @@ func (s *Service) rsaDecrypt(k *fsm.Key, a asymmetricSpec, algName *string, ectx
 
 // encryptAsymmetric serves Encrypt when KeyId names an asymmetric key
 // (handled true); otherwise the symmetric path answers.
-func (s *Service) encryptAsymmetric(in *EncryptInput) (out *EncryptOutput, handled bool, err error) {
+func (s *Service) encryptAsymmetric(ctx context.Context, in *EncryptInput) (out *EncryptOutput, handled bool, err error) {
 	k, a, ok := s.asymmetricKey(*in.KeyId)
 	if !ok {
 		return nil, false, nil
+	}
+	if err := s.authorize(ctx, authzRequest{action: "Encrypt", key: k, ref: *in.KeyId, ec: in.EncryptionContext, hasEC: true, tokens: in.GrantTokens}); err != nil {
+		return nil, true, err
 	}
 	// Checks first, so that a dry run reports what the real call would.
 	alg, name, err := rsaEncryptCheck(k, a, in.EncryptionAlgorithm, in.EncryptionContext, len(in.Plaintext), "Encrypt")
@@ -442,13 +451,16 @@ func (s *Service) encryptAsymmetric(in *EncryptInput) (out *EncryptOutput, handl
 // decryptAsymmetric serves Decrypt when KeyId names an asymmetric key
 // (handled true): the ciphertext is then a raw RSA ciphertext, which names
 // no key, so KeyId and EncryptionAlgorithm are required for it.
-func (s *Service) decryptAsymmetric(in *DecryptInput) (out *DecryptOutput, handled bool, err error) {
+func (s *Service) decryptAsymmetric(ctx context.Context, in *DecryptInput) (out *DecryptOutput, handled bool, err error) {
 	if in.KeyId == nil {
 		return nil, false, nil
 	}
 	k, a, ok := s.asymmetricKey(*in.KeyId)
 	if !ok {
 		return nil, false, nil
+	}
+	if err := s.authorize(ctx, authzRequest{action: "Decrypt", key: k, ref: *in.KeyId, ec: in.EncryptionContext, hasEC: true, tokens: in.GrantTokens}); err != nil {
+		return nil, true, err
 	}
 	pt, name, err := s.rsaDecrypt(k, a, in.EncryptionAlgorithm, in.EncryptionContext, in.CiphertextBlob, "Decrypt")
 	if err != nil {
@@ -463,7 +475,7 @@ func (s *Service) decryptAsymmetric(in *DecryptInput) (out *DecryptOutput, handl
 
 // reEncryptAsymmetric serves ReEncrypt when the source (named by
 // SourceKeyId) or the destination is an asymmetric key (handled true).
-func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput, handled bool, err error) {
+func (s *Service) reEncryptAsymmetric(ctx context.Context, in *ReEncryptInput) (out *ReEncryptOutput, handled bool, err error) {
 	var srcKey *fsm.Key
 	var srcSpec asymmetricSpec
 	srcAsym := false
@@ -477,6 +489,9 @@ func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput,
 	out = &ReEncryptOutput{}
 	var pt []byte
 	if srcAsym {
+		if err := s.authorize(ctx, authzRequest{action: "ReEncryptFrom", key: srcKey, ref: *in.SourceKeyId, ec: in.SourceEncryptionContext, hasEC: true, tokens: in.GrantTokens}); err != nil {
+			return nil, true, err
+		}
 		pt, out.SourceEncryptionAlgorithm, err = s.rsaDecrypt(srcKey, srcSpec, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext, in.CiphertextBlob, "ReEncryptFrom")
 		if err != nil {
 			return nil, true, err
@@ -485,7 +500,7 @@ func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput,
 	} else {
 		var src *fsm.Key
 		var sv fsm.KeyVersion
-		pt, src, sv, err = s.open(in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
+		pt, src, sv, err = s.open(ctx, "ReEncryptFrom", in.GrantTokens, in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
 		if err != nil {
 			return nil, true, err
 		}
@@ -493,6 +508,9 @@ func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput,
 	}
 	defer clear(pt)
 	if dstAsym {
+		if err := s.authorize(ctx, authzRequest{action: "ReEncryptTo", key: dstKey, ref: *in.DestinationKeyId, ec: in.DestinationEncryptionContext, hasEC: true, tokens: in.GrantTokens}); err != nil {
+			return nil, true, err
+		}
 		alg, name, err := rsaEncryptCheck(dstKey, dstSpec, in.DestinationEncryptionAlgorithm, in.DestinationEncryptionContext, len(pt), "ReEncryptTo")
 		if err != nil {
 			return nil, true, err
@@ -508,7 +526,7 @@ func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput,
 		out.KeyId = dstKey.ARN
 		return out, true, nil
 	}
-	dst, err := s.encryptionKey(*in.DestinationKeyId, in.DestinationEncryptionAlgorithm)
+	dst, err := s.encryptionKey(ctx, *in.DestinationKeyId, in.DestinationEncryptionAlgorithm, "ReEncryptTo", in.DestinationEncryptionContext, in.GrantTokens)
 	if err != nil {
 		return nil, true, err
 	}
@@ -525,8 +543,12 @@ func (s *Service) reEncryptAsymmetric(in *ReEncryptInput) (out *ReEncryptOutput,
 
 // --- GenerateDataKeyPair ----------------------------------------------------
 
-func (s *Service) generateDataKeyPair(keyRef, spec string, ectx map[string]string, dry *bool, withPlaintext bool) (*GenerateDataKeyPairOutput, error) {
-	k, err := s.encryptionKey(keyRef, nil)
+func (s *Service) generateDataKeyPair(ctx context.Context, tokens []string, keyRef, spec string, ectx map[string]string, dry *bool, withPlaintext bool) (*GenerateDataKeyPairOutput, error) {
+	action := "GenerateDataKeyPairWithoutPlaintext"
+	if withPlaintext {
+		action = "GenerateDataKeyPair"
+	}
+	k, err := s.encryptionKey(ctx, keyRef, nil, action, ectx, tokens)
 	if err != nil {
 		return nil, err
 	}
@@ -567,11 +589,11 @@ func (s *Service) GenerateDataKeyPair(ctx context.Context, in *GenerateDataKeyPa
 	if r := bytes.TrimSpace(in.Recipient); len(r) > 0 && !bytes.Equal(r, []byte("null")) {
 		return nil, newError(ErrUnsupportedOp, "Recipient (attested Nitro Enclaves) is not supported by this kmsd version.")
 	}
-	return s.generateDataKeyPair(*in.KeyId, *in.KeyPairSpec, in.EncryptionContext, in.DryRun, true)
+	return s.generateDataKeyPair(ctx, in.GrantTokens, *in.KeyId, *in.KeyPairSpec, in.EncryptionContext, in.DryRun, true)
 }
 
 // GenerateDataKeyPairWithoutPlaintext is GenerateDataKeyPair without the
 // plaintext private key.
 func (s *Service) GenerateDataKeyPairWithoutPlaintext(ctx context.Context, in *GenerateDataKeyPairWithoutPlaintextInput) (*GenerateDataKeyPairOutput, error) {
-	return s.generateDataKeyPair(*in.KeyId, *in.KeyPairSpec, in.EncryptionContext, in.DryRun, false)
+	return s.generateDataKeyPair(ctx, in.GrantTokens, *in.KeyId, *in.KeyPairSpec, in.EncryptionContext, in.DryRun, false)
 }

@@ -7,6 +7,10 @@ type Caller struct {
 	AccessKeyID string
 	ARN         string
 	AccountID   string
+	// Policy is the caller's IAM identity policy (a JSON object), or ""
+	// when it has none. It is a string, not a json.RawMessage, so that
+	// Caller and RequestInfo stay comparable.
+	Policy string
 }
 
 // RequestInfo is what the api layer knows about a request. Its RequestID is

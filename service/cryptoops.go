@@ -45,9 +45,12 @@ func checkSymmetricAlgorithm(k *fsm.Key, alg *string) error {
 }
 
 // encryptionKey resolves and checks a key for encryption-side operations.
-func (s *Service) encryptionKey(ref string, alg *string) (*fsm.Key, error) {
+func (s *Service) encryptionKey(ctx context.Context, ref string, alg *string, action string, ec map[string]string, tokens []string) (*fsm.Key, error) {
 	k, err := s.resolveKey(ref, anyKeyRef)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: action, key: k, ref: ref, ec: ec, hasEC: true, tokens: tokens}); err != nil {
 		return nil, err
 	}
 	if err := checkUsable(k); err != nil {
@@ -84,7 +87,7 @@ func (s *Service) seal(k *fsm.Key, ctx map[string]string, plaintext []byte) ([]b
 // open decrypts a ciphertext blob: it finds the key and version the blob
 // names, checks the caller's KeyId (if any) names the same key, applies the
 // key-state rules, and authenticates the blob with the encryption context.
-func (s *Service) open(blobBytes []byte, keyRef *string, alg *string, ctx map[string]string) ([]byte, *fsm.Key, fsm.KeyVersion, error) {
+func (s *Service) open(reqCtx context.Context, action string, tokens []string, blobBytes []byte, keyRef *string, alg *string, ctx map[string]string) ([]byte, *fsm.Key, fsm.KeyVersion, error) {
 	var v fsm.KeyVersion
 	blob, err := crypto.ParseBlob(blobBytes)
 	if err != nil {
@@ -105,6 +108,9 @@ func (s *Service) open(blobBytes []byte, keyRef *string, alg *string, ctx map[st
 		// AWS answers a ciphertext under an unknown key as it would a key the
 		// caller may not use, revealing nothing about which keys exist.
 		return nil, nil, v, newError(ErrAccessDenied, "The ciphertext refers to a KMS key that does not exist or that you do not have access to.")
+	}
+	if err := s.authorize(reqCtx, authzRequest{action: action, key: k, ref: deref(keyRef), ec: ctx, hasEC: true, tokens: tokens}); err != nil {
+		return nil, nil, v, err
 	}
 	if err := checkUsable(k); err != nil {
 		return nil, nil, v, err
@@ -140,10 +146,10 @@ func dryRun(flag *bool) error {
 
 // Encrypt encrypts up to 4096 bytes under a symmetric key.
 func (s *Service) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput, error) {
-	if out, handled, err := s.encryptAsymmetric(in); handled {
+	if out, handled, err := s.encryptAsymmetric(ctx, in); handled {
 		return out, err
 	}
-	k, err := s.encryptionKey(*in.KeyId, in.EncryptionAlgorithm)
+	k, err := s.encryptionKey(ctx, *in.KeyId, in.EncryptionAlgorithm, "Encrypt", in.EncryptionContext, in.GrantTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -159,10 +165,10 @@ func (s *Service) Encrypt(ctx context.Context, in *EncryptInput) (*EncryptOutput
 
 // Decrypt decrypts a ciphertext made by Encrypt, GenerateDataKey or ReEncrypt.
 func (s *Service) Decrypt(ctx context.Context, in *DecryptInput) (*DecryptOutput, error) {
-	if out, handled, err := s.decryptAsymmetric(in); handled {
+	if out, handled, err := s.decryptAsymmetric(ctx, in); handled {
 		return out, err
 	}
-	pt, k, v, err := s.open(in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext)
+	pt, k, v, err := s.open(ctx, "Decrypt", in.GrantTokens, in.CiphertextBlob, in.KeyId, in.EncryptionAlgorithm, in.EncryptionContext)
 	if err != nil {
 		return nil, err
 	}
@@ -175,15 +181,15 @@ func (s *Service) Decrypt(ctx context.Context, in *DecryptInput) (*DecryptOutput
 // ReEncrypt decrypts a ciphertext and encrypts the plaintext under another
 // key (or the same key's current version) without revealing it.
 func (s *Service) ReEncrypt(ctx context.Context, in *ReEncryptInput) (*ReEncryptOutput, error) {
-	if out, handled, err := s.reEncryptAsymmetric(in); handled {
+	if out, handled, err := s.reEncryptAsymmetric(ctx, in); handled {
 		return out, err
 	}
-	pt, src, sv, err := s.open(in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
+	pt, src, sv, err := s.open(ctx, "ReEncryptFrom", in.GrantTokens, in.CiphertextBlob, in.SourceKeyId, in.SourceEncryptionAlgorithm, in.SourceEncryptionContext)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(pt)
-	dst, err := s.encryptionKey(*in.DestinationKeyId, in.DestinationEncryptionAlgorithm)
+	dst, err := s.encryptionKey(ctx, *in.DestinationKeyId, in.DestinationEncryptionAlgorithm, "ReEncryptTo", in.DestinationEncryptionContext, in.GrantTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +230,16 @@ func dataKeyLength(in *GenerateDataKeyInput) (int, error) {
 	}
 }
 
-func (s *Service) generateDataKey(in *GenerateDataKeyInput, withPlaintext bool) (*GenerateDataKeyOutput, error) {
+func (s *Service) generateDataKey(ctx context.Context, in *GenerateDataKeyInput, withPlaintext bool) (*GenerateDataKeyOutput, error) {
 	n, err := dataKeyLength(in)
 	if err != nil {
 		return nil, err
 	}
-	k, err := s.encryptionKey(*in.KeyId, nil)
+	action := "GenerateDataKeyWithoutPlaintext"
+	if withPlaintext {
+		action = "GenerateDataKey"
+	}
+	k, err := s.encryptionKey(ctx, *in.KeyId, nil, action, in.EncryptionContext, in.GrantTokens)
 	if err != nil {
 		return nil, err
 	}
@@ -253,16 +263,19 @@ func (s *Service) generateDataKey(in *GenerateDataKeyInput, withPlaintext bool) 
 
 // GenerateDataKey returns a fresh data key in plaintext and encrypted.
 func (s *Service) GenerateDataKey(ctx context.Context, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
-	return s.generateDataKey(in, true)
+	return s.generateDataKey(ctx, in, true)
 }
 
 // GenerateDataKeyWithoutPlaintext returns a fresh data key, encrypted only.
 func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, in *GenerateDataKeyInput) (*GenerateDataKeyOutput, error) {
-	return s.generateDataKey(in, false)
+	return s.generateDataKey(ctx, in, false)
 }
 
 // GenerateRandom returns 1 to 1024 random bytes.
 func (s *Service) GenerateRandom(ctx context.Context, in *GenerateRandomInput) (*GenerateRandomOutput, error) {
+	if err := s.authorize(ctx, authzRequest{action: "GenerateRandom"}); err != nil {
+		return nil, err
+	}
 	if in.NumberOfBytes == nil {
 		return nil, ValidationError("1 validation error detected: Value null at 'numberOfBytes' failed to satisfy constraint: Member must not be null")
 	}

@@ -256,6 +256,10 @@ func (s *Service) CreateGrant(ctx context.Context, in *CreateGrantInput) (*Creat
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, authzRequest{action: grantOpCreateGrant, key: k, ref: *in.KeyId, tokens: in.GrantTokens,
+		extra: createGrantConditions(in), grantOK: subGrantOK(in)}); err != nil {
+		return nil, err
+	}
 	if err := checkGrantOperations(k, in.Operations); err != nil {
 		return nil, err
 	}
@@ -390,6 +394,9 @@ func (s *Service) ListGrants(ctx context.Context, in *ListGrantsInput) (*ListGra
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeKey(ctx, k, "ListGrants", *in.KeyId); err != nil {
+		return nil, err
+	}
 	if in.GrantId != nil && !validGrantID(*in.GrantId) {
 		return nil, invalidGrantID(*in.GrantId)
 	}
@@ -406,6 +413,9 @@ func (s *Service) ListGrants(ctx context.Context, in *ListGrantsInput) (*ListGra
 // retiring principal is the given one, oldest first.
 func (s *Service) ListRetirableGrants(ctx context.Context, in *ListRetirableGrantsInput) (*ListGrantsOutput, error) {
 	if err := s.readBarrier(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: "ListRetirableGrants"}); err != nil {
 		return nil, err
 	}
 	switch {
@@ -466,6 +476,9 @@ func (s *Service) RetireGrant(ctx context.Context, in *RetireGrantInput) (*Empty
 		}
 		return nil, grantNotFound(grantID, keyID)
 	}
+	if err := s.authorizeRetire(ctx, &g); err != nil {
+		return nil, err
+	}
 	if err := dryRun(in.DryRun); err != nil {
 		return nil, err
 	}
@@ -477,6 +490,9 @@ func (s *Service) RetireGrant(ctx context.Context, in *RetireGrantInput) (*Empty
 func (s *Service) RevokeGrant(ctx context.Context, in *RevokeGrantInput) (*Empty, error) {
 	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "RevokeGrant", *in.KeyId); err != nil {
 		return nil, err
 	}
 	if !validGrantID(*in.GrantId) {

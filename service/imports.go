@@ -67,9 +67,12 @@ var (
 
 // importKey resolves the KeyId of an import operation (key id or key ARN)
 // and rejects keys that cannot have imported material.
-func (s *Service) importKey(ctx context.Context, ref string) (*fsm.Key, error) {
+func (s *Service) importKey(ctx context.Context, ref, action string) (*fsm.Key, error) {
 	k, err := s.resolveKeyFresh(ctx, ref, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, action, ref); err != nil {
 		return nil, err
 	}
 	if k.Origin != fsm.OriginExternal {
@@ -137,7 +140,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, in *GetParametersF
 	if _, ok := wrappingAlgorithms[*in.WrappingAlgorithm]; !ok {
 		return nil, newError(ErrUnsupportedOp, "WrappingAlgorithm %s is not supported.", *in.WrappingAlgorithm)
 	}
-	k, err := s.importKey(ctx, *in.KeyId)
+	k, err := s.importKey(ctx, *in.KeyId, "GetParametersForImport")
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +213,7 @@ func (s *Service) expiration(in *ImportKeyMaterialInput, now time.Time) (string,
 // key of GetParametersForImport and installs it: the key becomes Enabled.
 // A key that had material before accepts only the same material.
 func (s *Service) ImportKeyMaterial(ctx context.Context, in *ImportKeyMaterialInput) (*ImportKeyMaterialOutput, error) {
-	k, err := s.importKey(ctx, *in.KeyId)
+	k, err := s.importKey(ctx, *in.KeyId, "ImportKeyMaterial")
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +314,7 @@ func (s *Service) unwrapImported(k *fsm.Key, params fsm.ImportParams, encrypted 
 // becomes PendingImport (a key pending deletion stays so). Deleting from a
 // key without material has no effect.
 func (s *Service) DeleteImportedKeyMaterial(ctx context.Context, in *DeleteImportedKeyMaterialInput) (*DeleteImportedKeyMaterialOutput, error) {
-	k, err := s.importKey(ctx, *in.KeyId)
+	k, err := s.importKey(ctx, *in.KeyId, "DeleteImportedKeyMaterial")
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,9 @@ func (s *Service) defaultKeyPolicy() string {
 // GENERATE_VERIFY_MAC) or an asymmetric key (asymmetric.go) with fresh
 // material.
 func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKeyOutput, error) {
+	if err := s.authorize(ctx, authzRequest{action: "CreateKey", extra: createKeyConditions(in)}); err != nil {
+		return nil, err
+	}
 	spec := specSymmetricDefault
 	switch {
 	case in.KeySpec != nil && in.CustomerMasterKeySpec != nil:
@@ -113,6 +116,11 @@ func (s *Service) CreateKey(ctx context.Context, in *CreateKeyInput) (*CreateKey
 	}
 	id := s.newUUID()
 	arn := s.keyARN(id)
+	if in.Policy != nil {
+		if err := s.checkLockout(ctx, policy, arn, in.BypassPolicyLockoutSafetyCheck); err != nil {
+			return nil, err
+		}
+	}
 	now := s.now()
 	state := fsm.StateEnabled
 	var versions []fsm.KeyVersion
@@ -260,6 +268,9 @@ func (s *Service) DescribeKey(ctx context.Context, in *DescribeKeyInput) (*Descr
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, authzRequest{action: "DescribeKey", key: k, ref: *in.KeyId, tokens: in.GrantTokens}); err != nil {
+		return nil, err
+	}
 	return &DescribeKeyOutput{KeyMetadata: s.metadata(k)}, nil
 }
 
@@ -293,6 +304,9 @@ func (s *Service) ListKeys(ctx context.Context, in *ListKeysInput) (*ListKeysOut
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.authorize(ctx, authzRequest{action: "ListKeys"}); err != nil {
+		return nil, err
+	}
 	after, err := decodeMarker("keys", in.Marker)
 	if err != nil {
 		return nil, err
@@ -314,6 +328,9 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, in *UpdateKeyDescrip
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeKey(ctx, k, "UpdateKeyDescription", *in.KeyId); err != nil {
+		return nil, err
+	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdUpdateKeyDescription,
 		UpdateKeyDescription: &fsm.UpdateKeyDescriptionCmd{KeyID: k.KeyID, Description: *in.Description}})
 }
@@ -333,6 +350,13 @@ func (s *Service) setEnabled(ctx context.Context, in *KeyIDInput, enabled bool) 
 	if err != nil {
 		return nil, err
 	}
+	action := "DisableKey"
+	if enabled {
+		action = "EnableKey"
+	}
+	if err := s.authorizeKey(ctx, k, action, *in.KeyId); err != nil {
+		return nil, err
+	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdSetKeyEnabled,
 		SetKeyEnabled: &fsm.SetKeyEnabledCmd{KeyID: k.KeyID, Enabled: enabled}})
 }
@@ -348,6 +372,9 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in *ScheduleKeyDeleti
 	}
 	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "ScheduleKeyDeletion", *in.KeyId); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -369,6 +396,9 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in *ScheduleKeyDeleti
 func (s *Service) CancelKeyDeletion(ctx context.Context, in *KeyIDInput) (*CancelKeyDeletionOutput, error) {
 	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "CancelKeyDeletion", *in.KeyId); err != nil {
 		return nil, err
 	}
 	if err := s.propose(ctx, &fsm.Command{Type: fsm.CmdCancelKeyDeletion, KeyRef: &fsm.KeyRefCmd{KeyID: k.KeyID}}); err != nil {

@@ -36,9 +36,12 @@ func materialSize(spec string) int {
 
 // macKey resolves and checks a key for GenerateMac and VerifyMac: it must be
 // usable (key-states.md), an HMAC key, and the algorithm its spec supports.
-func (s *Service) macKey(ref, macAlgorithm, op string) (*fsm.Key, hmacSpec, error) {
+func (s *Service) macKey(ctx context.Context, tokens []string, ref, macAlgorithm, op string) (*fsm.Key, hmacSpec, error) {
 	k, err := s.resolveKey(ref, anyKeyRef)
 	if err != nil {
+		return nil, hmacSpec{}, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: op, key: k, ref: ref, tokens: tokens}); err != nil {
 		return nil, hmacSpec{}, err
 	}
 	if err := checkUsable(k); err != nil {
@@ -71,7 +74,7 @@ func (s *Service) computeMAC(k *fsm.Key, spec hmacSpec, msg []byte) ([]byte, err
 // GenerateMac computes the HMAC (RFC 2104) of a message of 1 to 4096 bytes
 // under an HMAC key, with the one MAC algorithm the key's spec supports.
 func (s *Service) GenerateMac(ctx context.Context, in *GenerateMacInput) (*GenerateMacOutput, error) {
-	k, spec, err := s.macKey(*in.KeyId, *in.MacAlgorithm, "GenerateMac")
+	k, spec, err := s.macKey(ctx, in.GrantTokens, *in.KeyId, *in.MacAlgorithm, "GenerateMac")
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +92,7 @@ func (s *Service) GenerateMac(ctx context.Context, in *GenerateMacInput) (*Gener
 // MAC in constant time. As in AWS KMS, a MAC that does not match is
 // KMSInvalidMacException, never MacValid false.
 func (s *Service) VerifyMac(ctx context.Context, in *VerifyMacInput) (*VerifyMacOutput, error) {
-	k, spec, err := s.macKey(*in.KeyId, *in.MacAlgorithm, "VerifyMac")
+	k, spec, err := s.macKey(ctx, in.GrantTokens, *in.KeyId, *in.MacAlgorithm, "VerifyMac")
 	if err != nil {
 		return nil, err
 	}

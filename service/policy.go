@@ -209,24 +209,34 @@ func (s *Service) GetKeyPolicy(ctx context.Context, in *GetKeyPolicyInput) (*Get
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeKey(ctx, k, "GetKeyPolicy", *in.KeyId); err != nil {
+		return nil, err
+	}
 	if err := checkPolicyName(in.PolicyName); err != nil {
 		return nil, err
 	}
 	return &GetKeyPolicyOutput{Policy: k.Policy, PolicyName: defaultPolicyName}, nil
 }
 
-// PutKeyPolicy replaces a key's policy. It works in every key state. The
-// policy lockout safety check is not made: policies are not enforced yet,
-// so BypassPolicyLockoutSafetyCheck changes nothing.
+// PutKeyPolicy replaces a key's policy. It works in every key state.
+// Unless BypassPolicyLockoutSafetyCheck is true, the new policy must let the
+// caller call PutKeyPolicy again (see checkLockout).
 func (s *Service) PutKeyPolicy(ctx context.Context, in *PutKeyPolicyInput) (*Empty, error) {
 	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, authzRequest{action: "PutKeyPolicy", key: k, ref: *in.KeyId,
+		extra: map[string][]string{"kms:BypassPolicyLockoutSafetyCheck": {boolString(in.BypassPolicyLockoutSafetyCheck)}}}); err != nil {
 		return nil, err
 	}
 	if err := checkPolicyName(in.PolicyName); err != nil {
 		return nil, err
 	}
 	if err := checkPolicyDocument(*in.Policy); err != nil {
+		return nil, err
+	}
+	if err := s.checkLockout(ctx, *in.Policy, k.ARN, in.BypassPolicyLockoutSafetyCheck); err != nil {
 		return nil, err
 	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdPutKeyPolicy,
@@ -238,7 +248,11 @@ func (s *Service) ListKeyPolicies(ctx context.Context, in *ListKeyPoliciesInput)
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := s.resolveKey(*in.KeyId, keyIDOrARN); err != nil {
+	k, err := s.resolveKey(*in.KeyId, keyIDOrARN)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "ListKeyPolicies", *in.KeyId); err != nil {
 		return nil, err
 	}
 	after, err := decodeMarker(policyMarkerKind, in.Marker)

@@ -24,9 +24,12 @@ const (
 // and rejects keys whose material cannot rotate: only symmetric encryption
 // keys with AWS_KMS origin can (imported material, asymmetric and HMAC keys
 // cannot).
-func (s *Service) rotationKey(ctx context.Context, ref string) (*fsm.Key, error) {
+func (s *Service) rotationKey(ctx context.Context, ref, action string) (*fsm.Key, error) {
 	k, err := s.resolveKeyFresh(ctx, ref, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, action, ref); err != nil {
 		return nil, err
 	}
 	if k.Origin != originAWSKMS {
@@ -65,16 +68,16 @@ func (s *Service) EnableKeyRotation(ctx context.Context, in *EnableKeyRotationIn
 	if days < fsm.MinRotationPeriodDays || days > fsm.MaxRotationPeriodDays {
 		return nil, ValidationError("1 validation error detected: Value '%d' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between %d and %d", days, fsm.MinRotationPeriodDays, fsm.MaxRotationPeriodDays)
 	}
-	return s.setKeyRotation(ctx, *in.KeyId, true, days)
+	return s.setKeyRotation(ctx, *in.KeyId, true, days, "EnableKeyRotation")
 }
 
 // DisableKeyRotation turns off automatic rotation.
 func (s *Service) DisableKeyRotation(ctx context.Context, in *KeyIDInput) (*Empty, error) {
-	return s.setKeyRotation(ctx, *in.KeyId, false, 0)
+	return s.setKeyRotation(ctx, *in.KeyId, false, 0, "DisableKeyRotation")
 }
 
-func (s *Service) setKeyRotation(ctx context.Context, ref string, enabled bool, days int32) (*Empty, error) {
-	k, err := s.rotationKey(ctx, ref)
+func (s *Service) setKeyRotation(ctx context.Context, ref string, enabled bool, days int32, action string) (*Empty, error) {
+	k, err := s.rotationKey(ctx, ref, action)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +96,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in *KeyIDInput) (*Ge
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	k, err := s.rotationKey(ctx, *in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId, "GetKeyRotationStatus")
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +118,7 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in *KeyIDInput) (*Ge
 // RotateKeyOnDemand adds a new material version now (at most 25 times per
 // key). It does not change the automatic rotation schedule.
 func (s *Service) RotateKeyOnDemand(ctx context.Context, in *KeyIDInput) (*RotateKeyOnDemandOutput, error) {
-	k, err := s.rotationKey(ctx, *in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId, "RotateKeyOnDemand")
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +157,7 @@ func (s *Service) ListKeyRotations(ctx context.Context, in *ListKeyRotationsInpu
 	if err := s.readBarrier(ctx); err != nil {
 		return nil, err
 	}
-	k, err := s.rotationKey(ctx, *in.KeyId)
+	k, err := s.rotationKey(ctx, *in.KeyId, "ListKeyRotations")
 	if err != nil {
 		return nil, err
 	}

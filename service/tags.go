@@ -15,6 +15,9 @@ func (s *Service) TagResource(ctx context.Context, in *TagResourceInput) (*Empty
 	if err != nil {
 		return nil, err
 	}
+	if err := s.authorizeKey(ctx, k, "TagResource", *in.KeyId); err != nil {
+		return nil, err
+	}
 	tags, err := checkTags(in.Tags)
 	if err != nil {
 		return nil, err
@@ -30,6 +33,9 @@ func (s *Service) TagResource(ctx context.Context, in *TagResourceInput) (*Empty
 func (s *Service) UntagResource(ctx context.Context, in *UntagResourceInput) (*Empty, error) {
 	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "UntagResource", *in.KeyId); err != nil {
 		return nil, err
 	}
 	for _, t := range in.TagKeys {
@@ -48,6 +54,9 @@ func (s *Service) ListResourceTags(ctx context.Context, in *ListResourceTagsInpu
 	}
 	k, err := s.resolveKeyFresh(ctx, *in.KeyId, keyIDOrARN)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorizeKey(ctx, k, "ListResourceTags", *in.KeyId); err != nil {
 		return nil, err
 	}
 	after, err := decodeMarker("tags", in.Marker)

@@ -64,6 +64,9 @@ type Server struct {
 
 	t       testing.TB
 	rootRaw []byte
+	// authFor, if set, builds the authenticator (auth.go); nil means the
+	// dev authenticator (every caller is the account root).
+	authFor func(log *slog.Logger) api.Authenticator
 	http    *httptest.Server
 	stopped bool
 }
@@ -161,7 +164,7 @@ func (s *Server) start() {
 	}
 	h, err := api.NewHandler(api.Config{
 		KMS:    s.Service,
-		Auth:   &api.DevAuthenticator{AccountID: AccountID, Logger: log},
+		Auth:   s.authenticator(log),
 		Logger: log.With("component", "api"),
 		NodeID: "n1",
 	})
