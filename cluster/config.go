@@ -104,6 +104,10 @@ type Config struct {
 
 	TransportTimeout time.Duration
 	TransportMaxPool int
+
+	// TLS, if set, runs Raft over mutual TLS (every peer's certificate
+	// must chain to the cluster CA); nil means plain TCP.
+	TLS *ClusterTLS
 }
 
 // withDefaults returns c with every zero tunable set to its default.

@@ -47,6 +47,11 @@ type ForwarderConfig struct {
 	Logger *slog.Logger
 	// Scheme of peer HTTP addresses ("http" unless TLS is configured).
 	Scheme string
+	// RequireClientCert makes the handler refuse requests that did not
+	// come over TLS with a verified client certificate (mutual TLS between
+	// nodes: the server must verify client certificates against the
+	// cluster CA, see ClusterTLS), in addition to the HMAC.
+	RequireClientCert bool
 	// OnLeave, if set, is told on the leader which node asked to leave
 	// before it is removed (gossip must not add it back meanwhile).
 	OnLeave func(nodeID string)
@@ -393,6 +398,11 @@ func (f *Forwarder) Handler() http.Handler {
 }
 
 func (f *Forwarder) readAuthenticated(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if f.cfg.RequireClientCert && !HasVerifiedClientCert(r) {
+		f.log.Warn("rejected node-to-node request without a verified client certificate", "remote", r.RemoteAddr, "path", r.URL.Path)
+		http.Error(w, "forbidden: client certificate required", http.StatusForbidden)
+		return nil, false
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxForwardedBytes))
 	if err != nil {
 		http.Error(w, "request too large", http.StatusRequestEntityTooLarge)

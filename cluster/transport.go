@@ -8,9 +8,8 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// newTransport creates the Raft network transport. It is the only place that
-// knows the transport is plain TCP: mutual TLS replaces the stream layer here
-// (raft.NewNetworkTransportWithConfig with a TLS StreamLayer).
+// newTransport creates the Raft network transport: plain TCP, or mutual
+// TLS (a TLS StreamLayer, see tls.go) when cfg.TLS is set.
 func newTransport(cfg Config, logger hclog.Logger) (*raft.NetworkTransport, error) {
 	var advertise net.Addr
 	if cfg.RaftAdvertiseAddr != "" {
@@ -19,6 +18,18 @@ func newTransport(cfg Config, logger hclog.Logger) (*raft.NetworkTransport, erro
 			return nil, fmt.Errorf("cluster: resolve raft advertise address %q: %w", cfg.RaftAdvertiseAddr, err)
 		}
 		advertise = a
+	}
+	if cfg.TLS != nil {
+		stream, err := newTLSStreamLayer(cfg.RaftAddr, advertise, cfg.TLS, logger)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: raft tls transport on %s: %w", cfg.RaftAddr, err)
+		}
+		return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  stream,
+			MaxPool: cfg.TransportMaxPool,
+			Timeout: cfg.TransportTimeout,
+			Logger:  logger,
+		}), nil
 	}
 	t, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, cfg.TransportMaxPool, cfg.TransportTimeout, logger)
 	if err != nil {

@@ -10,11 +10,20 @@
 #                               it exists, and print the export line for its first principal
 # The nodes verify AWS SigV4 signatures against $DIR/credentials.json, created on first run with
 # one demo principal (arn:aws:iam::111122223333:user/demo) and a random secret.
+# TLS: on first run a local CA and one certificate per node (IP SAN 127.0.0.1) are made with openssl
+# under $DIR/tls; the API is served over https and the nodes use mutual TLS for Raft and forwarding.
+# KMSD_CLUSTER_TLS=0 (or no openssl) runs plain HTTP instead (-insecure-plain-http: local tests only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${KMSD_BIN:-bin/kmsd}
 DIR=${KMSD_CLUSTER_DIR:-data/cluster}
 N=3
+TLS=${KMSD_CLUSTER_TLS:-1}
+if [ "$TLS" != 0 ] && ! command -v openssl >/dev/null 2>&1; then
+  echo "cluster.sh: no openssl: running plain HTTP" >&2; TLS=0
+fi
+if [ "$TLS" != 0 ]; then SCHEME=https; else SCHEME=http; fi
+CA="$DIR/tls/ca.pem"
 
 node_flags() { # $1 = node index 1..3
   local i=$1 off=$(( ($1 - 1) * 10 ))
@@ -23,6 +32,43 @@ node_flags() { # $1 = node index 1..3
     -gossip-addr "127.0.0.1:$((8301 + off))" -bootstrap-expect $N \
     -join "127.0.0.1:8301,127.0.0.1:8311,127.0.0.1:8321" -root-key-file "$DIR/root-key" \
     -credentials-file "$DIR/credentials.json"
+  if [ "$TLS" != 0 ]; then
+    echo -tls-cert "$DIR/tls/n$i.pem" -tls-key "$DIR/tls/n$i-key.pem" -cluster-tls-ca "$CA"
+  else
+    echo -insecure-plain-http
+  fi
+}
+
+# make_certs: a local CA and a certificate per node (server and client
+# auth, for 127.0.0.1 and localhost), unless they exist.
+make_certs() {
+  local d="$DIR/tls" i
+  [ "$TLS" != 0 ] || return 0
+  mkdir -p "$d" && chmod 700 "$d"
+  (
+    umask 077
+    if [ ! -s "$d/ca.pem" ]; then
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+        -subj "/CN=kmsd local cluster CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    fi
+    for i in $(seq 1 $N); do
+      [ -s "$d/n$i.pem" ] && continue
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=n$i" \
+        -keyout "$d/n$i-key.pem" -out "$d/n$i.csr" 2>/dev/null
+      printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+        "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth,clientAuth" >"$d/n$i.ext"
+      openssl x509 -req -in "$d/n$i.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+        -days 825 -sha256 -extfile "$d/n$i.ext" -out "$d/n$i.pem" 2>/dev/null
+      rm -f "$d/n$i.csr" "$d/n$i.ext"
+    done
+  )
+  chmod 644 "$d/ca.pem"
+}
+
+# curl_node ARGS: curl with the local CA when TLS is on.
+curl_node() {
+  if [ "$TLS" != 0 ]; then curl --cacert "$CA" "$@"; else curl "$@"; fi
 }
 
 # make_credentials FILE MODE: a credentials file with one demo principal,
@@ -65,28 +111,34 @@ prepare() {
     (umask 077; head -c 32 /dev/urandom | base64 > "$DIR/root-key")
   fi
   make_credentials "$DIR/credentials.json" 600
+  make_certs
 }
 
 wait_ready() {
   for i in $(seq 1 $N); do
     for _ in $(seq 1 300); do
-      curl -fsS "http://127.0.0.1:$((8079 + i))/readyz" >/dev/null 2>&1 && break
+      curl_node -fsS "$SCHEME://127.0.0.1:$((8079 + i))/readyz" >/dev/null 2>&1 && break
       sleep 0.1
     done
   done
 }
 
 banner() {
+  local aws="aws" curl="curl -s" tls="plain HTTP (KMSD_CLUSTER_TLS=0): local testing only"
+  if [ "$TLS" != 0 ]; then
+    aws="aws --ca-bundle $CA" curl="curl -s --cacert $CA"
+    tls="https with the local CA $CA (mutual TLS between nodes)"
+  fi
   cat <<MSG
 
-kmsd: 3 nodes of region us-east-1 are serving the AWS KMS API
-  http://127.0.0.1:8080  http://127.0.0.1:8081  http://127.0.0.1:8082   (data: $DIR)
+kmsd: 3 nodes of region us-east-1 are serving the AWS KMS API over $tls
+  $SCHEME://127.0.0.1:8080  $SCHEME://127.0.0.1:8081  $SCHEME://127.0.0.1:8082   (data: $DIR)
 Requests are SigV4-verified against $DIR/credentials.json (edit it, then
 'scripts/cluster.sh reload' or kill -HUP the nodes). Try, as arn:aws:iam::111122223333:user/demo:
   $(export_line "$DIR/credentials.json")
-  KEY=\$(aws --endpoint-url http://127.0.0.1:8080 kms create-key --query KeyMetadata.KeyId --output text)
-  aws --endpoint-url http://127.0.0.1:8081 kms describe-key --key-id \$KEY
-  curl -s http://127.0.0.1:8082/v1/status
+  KEY=\$($aws --endpoint-url $SCHEME://127.0.0.1:8080 kms create-key --query KeyMetadata.KeyId --output text)
+  $aws --endpoint-url $SCHEME://127.0.0.1:8081 kms describe-key --key-id \$KEY
+  $curl $SCHEME://127.0.0.1:8082/v1/status
 MSG
 }
 
@@ -144,10 +196,14 @@ credentials)
   export_line "$2"
   ;;
 status)
-  if [ -x bin/kmsctl ]; then exec bin/kmsctl --endpoint http://127.0.0.1:8080 cluster status; fi
+  if [ -x bin/kmsctl ]; then
+    # Go programs take their trusted roots from SSL_CERT_FILE.
+    if [ "$TLS" != 0 ]; then export SSL_CERT_FILE="$CA"; fi
+    exec bin/kmsctl --endpoint "$SCHEME://127.0.0.1:8080" cluster status
+  fi
   for i in $(seq 1 $N); do
     printf 'n%s: ' "$i"
-    curl -fsS "http://127.0.0.1:$((8079 + i))/v1/status" 2>/dev/null || echo "not answering"
+    curl_node -fsS "$SCHEME://127.0.0.1:$((8079 + i))/v1/status" 2>/dev/null || echo "not answering"
     echo
   done
   ;;

@@ -34,10 +34,19 @@ type Config struct {
 	AuditFailOpen    bool
 	AuditFsync       bool
 	InsecureNoAuth   bool
-	LogLevel         string
-	LogFormat        string
-	MaintenanceTick  time.Duration
-	RequireAESNI     bool
+	// TLS: the API (and the /internal/ endpoints on the same server) over
+	// https with TLSCert/TLSKey; with ClusterTLSCA, mutual TLS between
+	// nodes (Raft and forwarding), the same certificate being the node's
+	// identity.
+	TLSCert                  string
+	TLSKey                   string
+	ClusterTLSCA             string
+	ClusterTLSVerifyHostname bool
+	InsecurePlainHTTP        bool
+	LogLevel                 string
+	LogFormat                string
+	MaintenanceTick          time.Duration
+	RequireAESNI             bool
 
 	// Raft log compaction (operators rarely change these; tests make them
 	// small to exercise snapshot install).
@@ -73,6 +82,11 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "answer requests even when their audit record cannot be written (default: fail them with a 500, \"no answer without a record\")")
 	fs.BoolVar(&c.AuditFsync, "audit-fsync", true, "fsync each audit record before answering (concurrent requests share fsyncs)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https (TLS 1.2+); with -cluster-tls-ca also this node's identity between nodes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA that issued every node's -tls-cert: mutual TLS for Raft and node-to-node forwarding (node certificates need serverAuth and clientAuth)")
+	fs.BoolVar(&c.ClusterTLSVerifyHostname, "cluster-tls-verify-hostname", true, "with -cluster-tls-ca, a peer's certificate must also name the address it is dialed at (IP or DNS SAN); false: any certificate of the cluster CA")
+	fs.BoolVar(&c.InsecurePlainHTTP, "insecure-plain-http", false, "serve plain HTTP outside -dev without a warning (tests; plain HTTP exposes SigV4-signed requests and plaintexts)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "snapshot once this many log entries were appended since the last snapshot")
@@ -115,6 +129,15 @@ func (c *Config) validate() error {
 	}
 	if c.InsecureNoAuth && c.CredentialsFile != "" {
 		return errors.New("-insecure-no-auth and -credentials-file exclude each other: with a credentials file every signature is verified")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	if c.ClusterTLSCA != "" && c.TLSCert == "" {
+		return errors.New("-cluster-tls-ca needs -tls-cert and -tls-key: that certificate is the node's identity between nodes")
+	}
+	if c.InsecurePlainHTTP && c.TLSCert != "" {
+		return errors.New("-insecure-plain-http and -tls-cert exclude each other")
 	}
 	if c.Dev {
 		if c.NodeID == "" {

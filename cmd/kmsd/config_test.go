@@ -123,6 +123,54 @@ func TestParseConfig(t *testing.T) {
 				require.Equal(t, "c.json", c.CredentialsFile)
 			},
 		},
+		{
+			name: "no TLS by default",
+			args: []string{"-dev"},
+			check: func(t *testing.T, c *Config) {
+				require.Empty(t, c.TLSCert)
+				require.Empty(t, c.TLSKey)
+				require.Empty(t, c.ClusterTLSCA)
+				require.True(t, c.ClusterTLSVerifyHostname)
+				require.False(t, c.InsecurePlainHTTP)
+			},
+		},
+		{
+			name: "TLS and cluster mutual TLS",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "3", "-insecure-no-auth",
+				"-tls-cert", "n1.pem", "-tls-key", "n1-key.pem", "-cluster-tls-ca", "ca.pem", "-cluster-tls-verify-hostname=false"},
+			check: func(t *testing.T, c *Config) {
+				require.Equal(t, "n1.pem", c.TLSCert)
+				require.Equal(t, "n1-key.pem", c.TLSKey)
+				require.Equal(t, "ca.pem", c.ClusterTLSCA)
+				require.False(t, c.ClusterTLSVerifyHostname)
+			},
+		},
+		{
+			name: "TLS flags from the environment",
+			args: []string{"-dev"},
+			env: map[string]string{"KMSD_TLS_CERT": "/etc/kmsd/n.pem", "KMSD_TLS_KEY": "/etc/kmsd/n-key.pem",
+				"KMSD_CLUSTER_TLS_CA": "/etc/kmsd/ca.pem", "KMSD_CLUSTER_TLS_VERIFY_HOSTNAME": "false"},
+			check: func(t *testing.T, c *Config) {
+				require.Equal(t, "/etc/kmsd/n.pem", c.TLSCert)
+				require.Equal(t, "/etc/kmsd/n-key.pem", c.TLSKey)
+				require.Equal(t, "/etc/kmsd/ca.pem", c.ClusterTLSCA)
+				require.False(t, c.ClusterTLSVerifyHostname)
+			},
+		},
+		{
+			name:  "insecure-plain-http outside dev",
+			args:  []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth", "-insecure-plain-http"},
+			check: func(t *testing.T, c *Config) { require.True(t, c.InsecurePlainHTTP) },
+		},
+		{name: "tls-cert without tls-key", args: []string{"-dev", "-tls-cert", "c.pem"}, wantErr: "-tls-cert and -tls-key go together"},
+		{name: "tls-key without tls-cert", args: []string{"-dev", "-tls-key", "k.pem"}, wantErr: "-tls-cert and -tls-key go together"},
+		{name: "cluster CA needs a node certificate", args: []string{"-dev", "-cluster-tls-ca", "ca.pem"}, wantErr: "-cluster-tls-ca needs -tls-cert"},
+		{
+			name:    "plain HTTP and TLS exclude each other",
+			args:    []string{"-dev", "-tls-cert", "c.pem", "-tls-key", "k.pem"},
+			env:     map[string]string{"KMSD_INSECURE_PLAIN_HTTP": "true"},
+			wantErr: "exclude each other",
+		},
 		{name: "data dir required outside dev", args: []string{"-root-key-file", "rk"}, wantErr: "-data-dir"},
 		{name: "root key required outside dev", args: []string{"-data-dir", "d"}, wantErr: "-root-key-file"},
 		{name: "bootstrap or join required outside dev", args: []string{"-data-dir", "d", "-root-key-file", "rk"}, wantErr: "-bootstrap-expect"},

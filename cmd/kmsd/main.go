@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -111,6 +112,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 
+	tlsCfg, clusterTLS, err := loadTLS(cfg, log)
+	if err != nil {
+		return err
+	}
+
 	state := fsm.New()
 	src := &metricsSource{}
 	mets, err := metrics.New(metrics.Config{NodeID: cfg.NodeID, Region: cfg.Region, Source: src,
@@ -129,6 +135,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		SnapshotThreshold: cfg.SnapshotThreshold,
 		SnapshotInterval:  cfg.SnapshotInterval,
 		TrailingLogs:      cfg.TrailingLogs,
+		TLS:               clusterTLS,
 		Logger:            log.With("component", "raft"),
 	}, state)
 	if err != nil {
@@ -161,9 +168,24 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		leaderHTTP = members.HTTPAddr
 	}
 	fwdSecret := rootKey.DeriveSecret("node-forwarding")
+	// Peers serve what this node serves: https with -tls-cert. With
+	// -cluster-tls-ca the forwarder presents this node's certificate and
+	// trusts only the cluster CA, and /internal/ requires a client
+	// certificate; without it, peers' certificates are verified against
+	// the system roots.
+	scheme, fwdClient := "http", (*http.Client)(nil)
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	if clusterTLS != nil {
+		fwdClient = clusterTLS.HTTPClient(15 * time.Second)
+	}
 	forwarder, err := cluster.NewForwarder(cluster.ForwarderConfig{
-		Node:           node,
-		LeaderHTTPAddr: leaderHTTP,
+		Node:              node,
+		Scheme:            scheme,
+		Client:            fwdClient,
+		RequireClientCert: clusterTLS != nil,
+		LeaderHTTPAddr:    leaderHTTP,
 		Caller: func(ctx context.Context) string {
 			if ri, ok := service.RequestInfoFrom(ctx); ok {
 				return ri.Caller.ARN
@@ -244,9 +266,16 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         tlsCfg,
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			serveErr <- srv.ServeTLS(ln, "", "") // certificates are in TLSConfig
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	}()
 
 	if cfg.Dev {
 		waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -260,7 +289,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	defer stopMaintenance()
 	go svc.RunMaintenance(mctx, cfg.MaintenanceTick)
 
-	endpoint := "http://" + ln.Addr().String()
+	endpoint := scheme + "://" + ln.Addr().String()
 	log.Info("kmsd ready", "endpoint", endpoint, "region", cfg.Region, "data_dir", cfg.DataDir, "raft_addr", node.RaftAddr())
 	if cfg.Dev {
 		creds := "any SigV4 credentials are accepted"
@@ -288,6 +317,39 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// loadTLS reads -tls-cert/-tls-key (the API server's TLS configuration)
+// and -cluster-tls-ca (mutual TLS between nodes). Both are nil without
+// -tls-cert: plain HTTP, with a warning outside -dev unless
+// -insecure-plain-http.
+func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *cluster.ClusterTLS, error) {
+	if cfg.TLSCert == "" {
+		if !cfg.Dev && !cfg.InsecurePlainHTTP {
+			log.Warn("INSECURE: serving plain HTTP: requests, plaintexts and data keys cross the network unencrypted, " +
+				"and nodes talk to each other unauthenticated at the transport level. Give -tls-cert/-tls-key and -cluster-tls-ca " +
+				"(or -insecure-plain-http to acknowledge, for tests)")
+		}
+		return nil, nil, nil
+	}
+	if cfg.ClusterTLSCA != "" {
+		ct, err := cluster.LoadClusterTLS(cfg.TLSCert, cfg.TLSKey, cfg.ClusterTLSCA, cfg.ClusterTLSVerifyHostname)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("tls: API over https; mutual TLS between nodes", "cert", cfg.TLSCert, "cluster_ca", cfg.ClusterTLSCA,
+			"verify_hostname", cfg.ClusterTLSVerifyHostname)
+		return ct.HTTPServerConfig(), ct, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls: %w", err)
+	}
+	if !cfg.Dev {
+		log.Warn("-tls-cert without -cluster-tls-ca: the API is served over https but Raft between nodes is plain TCP " +
+			"(forwarding uses https, verifying peers against the system roots)")
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil, nil
 }
 
 // openAudit opens this node's audit log in -audit-dir (default
