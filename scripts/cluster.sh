@@ -9,7 +9,8 @@
 #                               write a demo credentials file FILE (mode MODE, default 600) unless
 #                               it exists, and print the export line for its first principal
 # The nodes verify AWS SigV4 signatures against $DIR/credentials.json, created on first run with
-# one demo principal (arn:aws:iam::111122223333:user/demo) and a random secret.
+# one demo principal (arn:aws:iam::111122223333:user/demo, an identity policy allowing kms:*, which
+# the default key policy delegates to) and a random secret.
 # TLS: on first run a local CA and one certificate per node (IP SAN 127.0.0.1) are made with openssl
 # under $DIR/tls; the API is served over https and the nodes use mutual TLS for Raft and forwarding.
 # KMSD_CLUSTER_TLS=0 (or no openssl) runs plain HTTP instead (-insecure-plain-http: local tests only).
@@ -87,7 +88,8 @@ make_credentials() {
     {
       "access_key_id": "$akid",
       "secret_access_key": "$secret",
-      "arn": "arn:aws:iam::111122223333:user/demo"
+      "arn": "arn:aws:iam::111122223333:user/demo",
+      "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}
     }
   ]
 }

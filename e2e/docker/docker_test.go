@@ -103,7 +103,7 @@ func startCompose(t *testing.T) *composeCluster {
 
 	// The nodes verify SigV4 against this principal (the clients' credentials).
 	credsPath := filepath.Join(work, "credentials.json")
-	creds := `{"account_id":"111122223333","credentials":[{"access_key_id":"AKIDEXAMPLE","secret_access_key":"secret","arn":"arn:aws:iam::111122223333:user/e2e"}]}`
+	creds := `{"account_id":"111122223333","credentials":[{"access_key_id":"AKIDEXAMPLE","secret_access_key":"secret","arn":"arn:aws:iam::111122223333:user/e2e","policy":{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}}]}`
 	require.NoError(t, os.WriteFile(credsPath, []byte(creds), 0o644))
 
 	netN, _ := rand.Int(rand.Reader, big.NewInt(200))
