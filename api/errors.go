@@ -19,7 +19,7 @@ var (
 	ErrNoRoute             = errors.New("NotFoundRoute") // path/method not served; wire name UnknownOperationException, 404
 	ErrSerialization       = errors.New("SerializationException")
 	ErrRequestTooLarge     = errors.New("RequestEntityTooLargeException")
-	ErrThrottling          = errors.New("ThrottlingException") // for a future rate limiter; SDKs retry it
+	ErrThrottling          = errors.New("ThrottlingException") // request quota exceeded (QuotaLimiter); SDKs retry it
 )
 
 // errorMapping is one row of the error table.

@@ -174,6 +174,10 @@ type Config struct {
 	// goroutine and must be safe for concurrent use.
 	Audit         Auditor
 	AuditFailOpen bool
+	// Quota, if set, limits each authenticated principal's request rate
+	// (see QuotaLimiter); a request over it gets a ThrottlingException
+	// (400), observed and audited like any error, without reaching KMS.
+	Quota *QuotaLimiter
 }
 
 // Auditor records KMS requests (see Config.Audit).
@@ -239,6 +243,7 @@ type Handler struct {
 	audit Auditor
 	// auditFailOpen answers requests whose audit record failed.
 	auditFailOpen bool
+	quota         *QuotaLimiter // nil: no request quotas
 }
 
 // opHandler decodes, validates and runs one operation.
@@ -348,6 +353,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.log = slog.Default()
 	}
 	h.audit, h.auditFailOpen = cfg.Audit, cfg.AuditFailOpen
+	h.quota = cfg.Quota
 	if h.audit != nil && reflect.ValueOf(h.audit).Kind() == reflect.Pointer && reflect.ValueOf(h.audit).IsNil() {
 		h.audit = nil
 	}
@@ -546,6 +552,10 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.Requ
 	*opName = name
 	if h.ready != nil && !h.ready() {
 		return nil, &service.Error{Kind: service.ErrDependencyTimeout, Message: "This node is catching up with its cluster; retry the request."}
+	}
+	// 4b. Request quota of the authenticated principal.
+	if h.quota != nil && !h.quota.Allow(name, caller.ARN, caller.AccessKeyID) {
+		return nil, errThrottled()
 	}
 	// 5. Content type.
 	if ct := r.Header.Get("Content-Type"); ct != "" {

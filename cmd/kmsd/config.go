@@ -47,6 +47,10 @@ type Config struct {
 	LogFormat                string
 	MaintenanceTick          time.Duration
 	RequireAESNI             bool
+	// Request quotas (see api.QuotaLimiter): Quota is "off" or "aws";
+	// QuotaFile (JSON) adjusts the AWS defaults per group and principal.
+	Quota     string
+	QuotaFile string
 
 	// Raft log compaction (operators rarely change these; tests make them
 	// small to exercise snapshot install).
@@ -94,6 +98,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot (a follower further behind catches up by snapshot install)")
 	fs.BoolVar(&c.RequireAESNI, "require-aesni", false, "refuse to start on a CPU without AES-NI (software AES is constant-time but slow)")
 	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
+	fs.StringVar(&c.Quota, "quota", "", "per-principal request quotas, answered with ThrottlingException: off, or aws (AWS KMS's default request quotas: cryptographic operations 5500/s, CreateKey 5/s, ...) (default: off, aws with -quota-file)")
+	fs.StringVar(&c.QuotaFile, "quota-file", "", `request quotas (JSON) laid over the aws defaults: {"default": {"Cryptographic": 50000, "CreateKey": 5}, "principals": {"<IAM ARN or access key id>": {"CreateKey": 50}}}; a rate <= 0 is unlimited`)
 
 	// Environment first, so that flags parsed afterwards win.
 	var envErr error
@@ -138,6 +144,18 @@ func (c *Config) validate() error {
 	}
 	if c.InsecurePlainHTTP && c.TLSCert != "" {
 		return errors.New("-insecure-plain-http and -tls-cert exclude each other")
+	}
+	if c.Quota == "" {
+		c.Quota = "off"
+		if c.QuotaFile != "" {
+			c.Quota = "aws"
+		}
+	}
+	if c.Quota != "off" && c.Quota != "aws" {
+		return fmt.Errorf("-quota %q: want off or aws", c.Quota)
+	}
+	if c.Quota == "off" && c.QuotaFile != "" {
+		return errors.New("-quota off and -quota-file exclude each other")
 	}
 	if c.Dev {
 		if c.NodeID == "" {

@@ -94,6 +94,11 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Request quotas (nil with -quota off); a bad -quota-file stops kmsd here too.
+	quota, err := api.QuotaLimiterFor(cfg.Quota, cfg.QuotaFile)
+	if err != nil {
+		return fmt.Errorf("-quota-file: %w", err)
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // before anything can send one
 	defer signal.Stop(hup)
@@ -238,6 +243,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	go waitUntilCaughtUp(ctx, forwarder, &ready, log)
 
 	handler, err := api.NewHandler(api.Config{
+		Quota:   quota,
 		Ready:   ready.Load,
 		Observe: mets.ObserveRequest,
 		KMS:     svc,
