@@ -12,6 +12,7 @@
 //	kmsd_raft_commit_index                       gauge      last committed log index
 //	kmsd_raft_last_contact_seconds               gauge      time since the last contact with the leader
 //	kmsd_forwarded_requests_total                counter    proposals forwarded to the leader
+//	kmsd_key_requests_total{key_id,operation}    counter    requests per key and operation (ObserveKeyRequest)
 //
 // The kmsd_raft_* and kmsd_forwarded_* series are read from Config.Source at
 // scrape time and are absent when it is nil. Every series, the Go and
@@ -21,6 +22,9 @@
 // Label values must be bounded: the operation and outcome given to
 // ObserveRequest come from api.Config.Observe, which only ever passes
 // TrentService operation names (or "unknown") and AWS exception names.
+// kmsd_key_requests_total's key_id label is bounded by MaxKeyIDs: requests
+// for keys beyond the first MaxKeyIDs distinct ids are counted under
+// key_id="other".
 package metrics
 
 import (
@@ -28,6 +32,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -53,6 +58,13 @@ var DurationBuckets = []float64{
 	0.1, 0.25, 0.5,
 	1, 2.5, 5,
 }
+
+// MaxKeyIDs bounds the distinct key_id values of kmsd_key_requests_total;
+// requests for further keys are counted under OtherKeyID.
+const MaxKeyIDs = 10000
+
+// OtherKeyID is the key_id label of requests for keys beyond MaxKeyIDs.
+const OtherKeyID = "other"
 
 // Source reports a node's Raft and forwarding state. It is read on every
 // scrape, possibly concurrently, so its methods must be cheap and safe for
@@ -89,7 +101,12 @@ type Metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	applyDuration   prometheus.Histogram
+	keyRequests     *prometheus.CounterVec
 	handler         http.Handler
+
+	keyMu     sync.Mutex
+	keyIDs    map[string]struct{} // key_id values in use, at most maxKeyIDs
+	maxKeyIDs int
 }
 
 // New builds the metrics of cfg in a new registry.
@@ -128,6 +145,13 @@ func New(cfg Config) (*Metrics, error) {
 			Help:      "Time the FSM takes to apply one committed Raft log entry.",
 			Buckets:   DurationBuckets,
 		}),
+		keyRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace,
+			Name:      "key_requests_total",
+			Help:      "KMS requests on a key that passed authorization, by key id and operation (key_id=\"" + OtherKeyID + "\" beyond the first " + fmt.Sprint(MaxKeyIDs) + " keys).",
+		}, []string{"key_id", "operation"}),
+		keyIDs:    map[string]struct{}{},
+		maxKeyIDs: MaxKeyIDs,
 	}
 	r := prometheus.WrapRegistererWith(labels, m.reg)
 	cs := []prometheus.Collector{
@@ -136,6 +160,7 @@ func New(cfg Config) (*Metrics, error) {
 		m.requests,
 		m.requestDuration,
 		m.applyDuration,
+		m.keyRequests,
 	}
 	if src != nil {
 		cs = append(cs, newSourceCollector(src))
@@ -179,6 +204,34 @@ func (m *Metrics) ObserveRequest(operation, outcome string, d time.Duration) {
 	}
 	m.requests.WithLabelValues(operation, outcome).Inc()
 	m.requestDuration.WithLabelValues(operation).Observe(d.Seconds())
+}
+
+// ObserveKeyRequest counts one request on a key (usage metering). Its
+// signature is that of service.Config.OnKeyUse. operation must come from a
+// bounded set (the service passes KMS action names); keyID is bounded by
+// MaxKeyIDs distinct values, after which further keys count as OtherKeyID.
+func (m *Metrics) ObserveKeyRequest(keyID, operation string) {
+	if m == nil {
+		return
+	}
+	m.keyRequests.WithLabelValues(m.keyLabel(keyID), operation).Inc()
+}
+
+// keyLabel is the key_id label for keyID under the cardinality guard.
+func (m *Metrics) keyLabel(keyID string) string {
+	if !utf8.ValidString(keyID) || keyID == OtherKeyID {
+		return OtherKeyID
+	}
+	m.keyMu.Lock()
+	defer m.keyMu.Unlock()
+	if _, ok := m.keyIDs[keyID]; ok {
+		return keyID
+	}
+	if len(m.keyIDs) >= m.maxKeyIDs {
+		return OtherKeyID
+	}
+	m.keyIDs[keyID] = struct{}{}
+	return keyID
 }
 
 // ObserveApply records the time the FSM took to apply one log entry.

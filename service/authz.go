@@ -155,8 +155,18 @@ func requestAlias(ref string) string {
 }
 
 // authorize decides a request; nil means allowed, otherwise the
-// AccessDeniedException to return.
+// AccessDeniedException to return. An allowed request on a key is reported
+// to Config.OnKeyUse.
 func (s *Service) authorize(ctx context.Context, r authzRequest) error {
+	err := s.decide(ctx, r)
+	if err == nil && r.key != nil && s.cfg.OnKeyUse != nil {
+		s.cfg.OnKeyUse(r.key.KeyID, r.action)
+	}
+	return err
+}
+
+// decide is authorize without the usage report.
+func (s *Service) decide(ctx context.Context, r authzRequest) error {
 	c, isRoot, ok := s.authzCaller(ctx)
 	if !ok {
 		return nil

@@ -46,7 +46,7 @@ func checkSymmetricAlgorithm(k *fsm.Key, alg *string) error {
 
 // encryptionKey resolves and checks a key for encryption-side operations.
 func (s *Service) encryptionKey(ctx context.Context, ref string, alg *string, action string, ec map[string]string, tokens []string) (*fsm.Key, error) {
-	k, err := s.resolveKey(ref, anyKeyRef)
+	k, err := s.resolveOrCreateManaged(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

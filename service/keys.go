@@ -331,6 +331,9 @@ func (s *Service) UpdateKeyDescription(ctx context.Context, in *UpdateKeyDescrip
 	if err := s.authorizeKey(ctx, k, "UpdateKeyDescription", *in.KeyId); err != nil {
 		return nil, err
 	}
+	if err := checkCustomerManaged(k); err != nil {
+		return nil, err
+	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdUpdateKeyDescription,
 		UpdateKeyDescription: &fsm.UpdateKeyDescriptionCmd{KeyID: k.KeyID, Description: *in.Description}})
 }
@@ -357,6 +360,9 @@ func (s *Service) setEnabled(ctx context.Context, in *KeyIDInput, enabled bool) 
 	if err := s.authorizeKey(ctx, k, action, *in.KeyId); err != nil {
 		return nil, err
 	}
+	if err := checkCustomerManaged(k); err != nil {
+		return nil, err
+	}
 	return &Empty{}, s.propose(ctx, &fsm.Command{Type: fsm.CmdSetKeyEnabled,
 		SetKeyEnabled: &fsm.SetKeyEnabledCmd{KeyID: k.KeyID, Enabled: enabled}})
 }
@@ -375,6 +381,9 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, in *ScheduleKeyDeleti
 		return nil, err
 	}
 	if err := s.authorizeKey(ctx, k, "ScheduleKeyDeletion", *in.KeyId); err != nil {
+		return nil, err
+	}
+	if err := checkCustomerManaged(k); err != nil {
 		return nil, err
 	}
 	now := s.now()
@@ -399,6 +408,9 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, in *KeyIDInput) (*Cance
 		return nil, err
 	}
 	if err := s.authorizeKey(ctx, k, "CancelKeyDeletion", *in.KeyId); err != nil {
+		return nil, err
+	}
+	if err := checkCustomerManaged(k); err != nil {
 		return nil, err
 	}
 	if err := s.propose(ctx, &fsm.Command{Type: fsm.CmdCancelKeyDeletion, KeyRef: &fsm.KeyRefCmd{KeyID: k.KeyID}}); err != nil {

@@ -230,6 +230,9 @@ func (s *Service) PutKeyPolicy(ctx context.Context, in *PutKeyPolicyInput) (*Emp
 		extra: map[string][]string{"kms:BypassPolicyLockoutSafetyCheck": {boolString(in.BypassPolicyLockoutSafetyCheck)}}}); err != nil {
 		return nil, err
 	}
+	if err := checkCustomerManaged(k); err != nil {
+		return nil, err
+	}
 	if err := checkPolicyName(in.PolicyName); err != nil {
 		return nil, err
 	}

@@ -81,6 +81,9 @@ func (s *Service) setKeyRotation(ctx context.Context, ref string, enabled bool, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCustomerManaged(k); err != nil {
+		return nil, err
+	}
 	if err := checkRotationState(k); err != nil {
 		return nil, err
 	}
@@ -120,6 +123,9 @@ func (s *Service) GetKeyRotationStatus(ctx context.Context, in *KeyIDInput) (*Ge
 func (s *Service) RotateKeyOnDemand(ctx context.Context, in *KeyIDInput) (*RotateKeyOnDemandOutput, error) {
 	k, err := s.rotationKey(ctx, *in.KeyId, "RotateKeyOnDemand")
 	if err != nil {
+		return nil, err
+	}
+	if err := checkCustomerManaged(k); err != nil {
 		return nil, err
 	}
 	if err := checkRotationState(k); err != nil {

@@ -51,6 +51,12 @@ type Config struct {
 	DomainKeyRotation time.Duration
 	// MaterialCacheSize bounds the unwrapped key versions kept in memory.
 	MaterialCacheSize int
+	// OnKeyUse, if set, is called once for each authorized request action
+	// on a key (usage metering), with the resolved key id and the KMS
+	// action name (Encrypt, ReEncryptFrom, DescribeKey, ...). It counts the
+	// attempt: the operation may still fail after authorization. It must be
+	// cheap and safe for concurrent use (metrics.Metrics.ObserveKeyRequest).
+	OnKeyUse func(keyID, op string)
 }
 
 // Validate checks the configuration and fills defaults.

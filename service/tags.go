@@ -18,6 +18,9 @@ func (s *Service) TagResource(ctx context.Context, in *TagResourceInput) (*Empty
 	if err := s.authorizeKey(ctx, k, "TagResource", *in.KeyId); err != nil {
 		return nil, err
 	}
+	if err := checkCustomerManaged(k); err != nil {
+		return nil, err
+	}
 	tags, err := checkTags(in.Tags)
 	if err != nil {
 		return nil, err
@@ -36,6 +39,9 @@ func (s *Service) UntagResource(ctx context.Context, in *UntagResourceInput) (*E
 		return nil, err
 	}
 	if err := s.authorizeKey(ctx, k, "UntagResource", *in.KeyId); err != nil {
+		return nil, err
+	}
+	if err := checkCustomerManaged(k); err != nil {
 		return nil, err
 	}
 	for _, t := range in.TagKeys {

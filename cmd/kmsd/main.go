@@ -218,6 +218,7 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Proposer:  forwarder,
 		RootKey:   rootKey,
 		Logger:    log.With("component", "service"),
+		OnKeyUse:  mets.ObserveKeyRequest,
 	})
 	if err != nil {
 		return err

@@ -67,8 +67,10 @@ type Server struct {
 	// authFor, if set, builds the authenticator (auth.go); nil means the
 	// dev authenticator (every caller is the account root).
 	authFor func(log *slog.Logger) api.Authenticator
-	http    *httptest.Server
-	stopped bool
+	// configure, if set, adjusts the service configuration (StartWith).
+	configure func(*service.Config)
+	http      *httptest.Server
+	stopped   bool
 }
 
 // Start starts a node on a fresh temp dir.
@@ -79,6 +81,21 @@ func Start(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{t: t, DataDir: t.TempDir(), rootRaw: raw, Clock: &Clock{t: time.Now()}}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartWith is Start with configure applied to the service configuration
+// before the service is built (on every restart too), for hooks such as
+// service.Config.OnKeyUse.
+func StartWith(t testing.TB, configure func(*service.Config)) *Server {
+	t.Helper()
+	raw := make([]byte, crypto.KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, DataDir: t.TempDir(), rootRaw: raw, Clock: &Clock{t: time.Now()}, configure: configure}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -150,7 +167,7 @@ func (s *Server) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Service, err = service.New(service.Config{
+	scfg := service.Config{
 		Region:    Region,
 		AccountID: AccountID,
 		FSM:       s.FSM,
@@ -158,7 +175,11 @@ func (s *Server) start() {
 		RootKey:   rk,
 		Logger:    log.With("component", "service"),
 		Now:       s.Clock.Now,
-	})
+	}
+	if s.configure != nil {
+		s.configure(&scfg)
+	}
+	s.Service, err = service.New(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
