@@ -74,8 +74,17 @@ type Options struct {
 	Now    func() time.Time // nil: time.Now
 }
 
-// Header is the first record of every audit file.
+// Header is the first record of every audit file: its fields, then the
+// chain fields every record carries.
 type Header struct {
+	HeaderFields
+	Seq      int64  `json:"kmsdSeq"`
+	PrevHash string `json:"kmsdPrevHash"`
+}
+
+// HeaderFields are what the writer puts in a header; writeLine adds the
+// chain fields.
+type HeaderFields struct {
 	RecordType string `json:"kmsdRecordType"`
 	Version    int    `json:"kmsdAuditVersion"`
 	NodeID     string `json:"nodeId"`
@@ -93,9 +102,6 @@ type Header struct {
 	PreviousFile       string `json:"previousFile,omitempty"`
 	PreviousFileSeq    *int64 `json:"previousFileLastSeq,omitempty"`
 	PreviousFileClosed *bool  `json:"previousFileClosed,omitempty"`
-
-	Seq      int64  `json:"kmsdSeq"`
-	PrevHash string `json:"kmsdPrevHash"`
 }
 
 // Digest is a signed checkpoint of the chain.
@@ -416,7 +422,7 @@ func (w *Writer) openNext(prev *tailInfo) error {
 	w.f, w.index, w.fileID = f, index, newUUID()
 	w.nextSeq, w.size, w.sinceDigest = 0, 0, 0
 	w.lastHash = [sha256.Size]byte{}
-	h := Header{
+	h := HeaderFields{
 		RecordType: TypeHeader,
 		Version:    1,
 		NodeID:     w.opts.NodeID,
@@ -435,21 +441,7 @@ func (w *Writer) openNext(prev *tailInfo) error {
 			w.lastHash = prev.hash
 		}
 	}
-	body, _ := json.Marshal(struct {
-		RecordType         string `json:"kmsdRecordType"`
-		Version            int    `json:"kmsdAuditVersion"`
-		NodeID             string `json:"nodeId"`
-		Region             string `json:"awsRegion,omitempty"`
-		FileID             string `json:"fileId"`
-		FileIndex          int    `json:"fileIndex"`
-		Created            string `json:"created"`
-		PublicKey          string `json:"publicKey"`
-		KeyID              string `json:"keyId"`
-		PreviousFile       string `json:"previousFile,omitempty"`
-		PreviousFileSeq    *int64 `json:"previousFileLastSeq,omitempty"`
-		PreviousFileClosed *bool  `json:"previousFileClosed,omitempty"`
-	}{h.RecordType, h.Version, h.NodeID, h.Region, h.FileID, h.FileIndex, h.Created, h.PublicKey, h.KeyID,
-		h.PreviousFile, h.PreviousFileSeq, h.PreviousFileClosed})
+	body, _ := json.Marshal(h)
 	w.writeLine(body)
 	return w.err
 }
