@@ -2,7 +2,6 @@ package service
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -184,11 +183,11 @@ func (s *Service) decide(ctx context.Context, r authzRequest) error {
 	ac := s.buildContext(c, isRoot, &r)
 	var kp, id policyResult
 	if r.key != nil {
-		kp = evalPolicy(s.effectiveKeyPolicy(r.key), ac, true)
+		kp = evalPolicy(s.keyPolicy(r.key), ac, true)
 	}
 	hasIdentity := !isRoot && strings.TrimSpace(c.Policy) != ""
 	if hasIdentity {
-		id = evalPolicy([]byte(c.Policy), ac, false)
+		id = evalPolicy(s.policies.get(c.Policy), ac, false)
 	}
 	switch {
 	case kp.deny:
@@ -317,10 +316,10 @@ func (s *Service) checkLockout(ctx context.Context, policy, keyARN string, bypas
 	}
 	r := authzRequest{action: "PutKeyPolicy", key: &fsm.Key{ARN: keyARN, Policy: policy}}
 	ac := s.buildContext(c, isRoot, &r)
-	kp := evalPolicy([]byte(policy), ac, true)
+	kp := evalPolicy(parsePolicy(policy), ac, true)
 	var id policyResult
 	if strings.TrimSpace(c.Policy) != "" {
-		id = evalPolicy([]byte(c.Policy), ac, false)
+		id = evalPolicy(s.policies.get(c.Policy), ac, false)
 	}
 	if !kp.deny && !id.deny && (kp.allowDirect || (kp.allowAccount && id.allowDirect)) {
 		return nil
@@ -409,16 +408,14 @@ func (s *Service) authorizeRetire(ctx context.Context, g *fsm.Grant) error {
 		grantOK: func(own *fsm.Grant) bool { return own.GrantID == g.GrantID }})
 }
 
-// effectiveKeyPolicy is the policy a key is evaluated under: its own, or
+// keyPolicy is the parsed policy a key is evaluated under: its own, or
 // for a key whose stored policy has no Statement at all (state written
 // before policies were stored; CreateKey and PutKeyPolicy never store one),
 // the default key policy.
-func (s *Service) effectiveKeyPolicy(k *fsm.Key) []byte {
-	var top struct {
-		Statement json.RawMessage `json:"Statement"`
+func (s *Service) keyPolicy(k *fsm.Key) parsedPolicy {
+	p := s.policies.get(k.Policy)
+	if p.noStatement {
+		return s.policies.get(s.defaultKeyPolicy())
 	}
-	if strings.TrimSpace(k.Policy) == "" || (json.Unmarshal([]byte(k.Policy), &top) == nil && top.Statement == nil) {
-		return []byte(s.defaultKeyPolicy())
-	}
-	return []byte(k.Policy)
+	return p
 }

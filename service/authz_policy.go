@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // An evaluator of the IAM policy language as key policies and identity
@@ -52,37 +53,76 @@ type policyStatement struct {
 	Condition    map[string]map[string]json.RawMessage `json:"Condition"`
 }
 
-// parsePolicyStatements decodes a policy's statements (an object or a list
-// of objects). A document that does not decode has no statements, so it
+// parsedPolicy is a decoded policy document. Statements are read-only once
+// parsed, so one parse serves every request under the same document.
+type parsedPolicy struct {
+	statements []policyStatement
+	// noStatement: the document decodes but has no Statement element.
+	noStatement bool
+}
+
+// parsePolicy decodes a policy's statements (an object or a list of
+// objects). A document that does not decode has no statements, so it
 // allows nothing.
-func parsePolicyStatements(doc []byte) []policyStatement {
+func parsePolicy(doc string) parsedPolicy {
 	var top struct {
 		Statement json.RawMessage `json:"Statement"`
 	}
-	if json.Unmarshal(doc, &top) != nil {
-		return nil
+	if strings.TrimSpace(doc) == "" {
+		return parsedPolicy{noStatement: true}
+	}
+	if json.Unmarshal([]byte(doc), &top) != nil {
+		return parsedPolicy{}
+	}
+	if top.Statement == nil {
+		return parsedPolicy{noStatement: true}
 	}
 	raw := bytes.TrimSpace(top.Statement)
 	if len(raw) > 0 && raw[0] == '{' {
 		var one policyStatement
 		if json.Unmarshal(raw, &one) != nil {
-			return nil
+			return parsedPolicy{}
 		}
-		return []policyStatement{one}
+		return parsedPolicy{statements: []policyStatement{one}}
 	}
 	var list []policyStatement
 	if json.Unmarshal(raw, &list) != nil {
-		return nil
+		return parsedPolicy{}
 	}
-	return list
+	return parsedPolicy{statements: list}
 }
 
-// evalPolicy evaluates a policy document. withPrincipal is true for
+// policyCacheSize bounds the parsed policies kept: documents come from
+// stored keys and the credentials file, and most keys share the default.
+const policyCacheSize = 1024
+
+// policyCache keeps parsed policy documents by their text, so the request
+// path does not decode JSON policies on every call.
+type policyCache struct {
+	mu sync.Mutex
+	m  map[string]parsedPolicy
+}
+
+func (c *policyCache) get(doc string) parsedPolicy {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.m[doc]; ok {
+		return p
+	}
+	if c.m == nil || len(c.m) >= policyCacheSize {
+		c.m = make(map[string]parsedPolicy)
+	}
+	p := parsePolicy(doc)
+	c.m[doc] = p
+	return p
+}
+
+// evalPolicy evaluates a parsed policy. withPrincipal is true for
 // resource-based (key) policies; identity policies have no principal and
 // every applicable Allow counts as direct.
-func evalPolicy(doc []byte, ac *authzContext, withPrincipal bool) policyResult {
+func evalPolicy(p parsedPolicy, ac *authzContext, withPrincipal bool) policyResult {
 	var r policyResult
-	for _, st := range parsePolicyStatements(doc) {
+	for _, st := range p.statements {
 		deny := st.Effect == "Deny"
 		if !deny && st.Effect != "Allow" {
 			continue

@@ -103,6 +103,8 @@ type Service struct {
 
 	dkMu       sync.Mutex
 	domainKeys map[string]*crypto.Secret // unwrapped domain keys by id
+
+	policies policyCache // parsed key and identity policies
 }
 
 // New builds a Service from a validated Config.
