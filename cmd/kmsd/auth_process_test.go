@@ -235,7 +235,7 @@ func TestInsecureNoAuthCluster(t *testing.T) {
 	rand.Read(key)
 	writeFile(t, rk, base64.StdEncoding.EncodeToString(key)+"\n")
 	p := startKmsd(t, "-node-id", "n1", "-data-dir", filepath.Join(dir, "n1"), "-root-key-file", rk,
-		"-gossip-addr", freePort(t), "-bootstrap-expect", "1", "-insecure-no-auth")
+		"-gossip-addr", freePort(t), "-bootstrap-expect", "1", "-insecure-no-auth", "-insecure-plain-http")
 	require.NoError(t, listKeys(p.client("AKIDANYONE", "any-secret")))
 	require.Contains(t, p.out.String(), "INSECURE: -insecure-no-auth")
 }
@@ -255,7 +255,7 @@ func TestClusterRefusesToStartWithoutCredentials(t *testing.T) {
 		return string(out), 0
 	}
 	cluster := []string{"-node-id", "n1", "-data-dir", filepath.Join(dir, "n1"), "-root-key-file", filepath.Join(dir, "rk"),
-		"-http-addr", freePort(t), "-raft-addr", freePort(t), "-gossip-addr", freePort(t), "-bootstrap-expect", "1"}
+		"-http-addr", freePort(t), "-raft-addr", freePort(t), "-gossip-addr", freePort(t), "-bootstrap-expect", "1", "-insecure-plain-http"}
 
 	out, code := run(cluster...)
 	require.Equal(t, 2, code)

@@ -90,7 +90,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA that issued every node's -tls-cert: mutual TLS for Raft and node-to-node forwarding (node certificates need serverAuth and clientAuth)")
 	fs.BoolVar(&c.ClusterTLSVerifyHostname, "cluster-tls-verify-hostname", true, "with -cluster-tls-ca, a peer's certificate must also name the address it is dialed at (IP or DNS SAN); false: any certificate of the cluster CA")
-	fs.BoolVar(&c.InsecurePlainHTTP, "insecure-plain-http", false, "serve plain HTTP outside -dev without a warning (tests; plain HTTP exposes SigV4-signed requests and plaintexts)")
+	fs.BoolVar(&c.InsecurePlainHTTP, "insecure-plain-http", false, "allow plain transport outside -dev: the API over plain HTTP without -tls-cert, Raft and forwarding between nodes unauthenticated without -cluster-tls-ca (tests and local demos; it exposes signed requests, plaintexts and data keys)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "text or json")
 	fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "snapshot once this many log entries were appended since the last snapshot")
@@ -142,8 +142,8 @@ func (c *Config) validate() error {
 	if c.ClusterTLSCA != "" && c.TLSCert == "" {
 		return errors.New("-cluster-tls-ca needs -tls-cert and -tls-key: that certificate is the node's identity between nodes")
 	}
-	if c.InsecurePlainHTTP && c.TLSCert != "" {
-		return errors.New("-insecure-plain-http and -tls-cert exclude each other")
+	if c.InsecurePlainHTTP && c.ClusterTLSCA != "" {
+		return errors.New("-insecure-plain-http and -cluster-tls-ca exclude each other: with both -tls-cert and -cluster-tls-ca nothing is plain")
 	}
 	if c.Quota == "" {
 		c.Quota = "off"
@@ -182,6 +182,12 @@ func (c *Config) validate() error {
 	case c.CredentialsFile == "" && !c.InsecureNoAuth:
 		return errors.New("-credentials-file is required outside -dev: it lists the SigV4 principals whose signatures kmsd verifies " +
 			"(to run a test cluster that accepts any signature instead, give -insecure-no-auth)")
+	case c.TLSCert == "" && !c.InsecurePlainHTTP:
+		return errors.New("-tls-cert and -tls-key are required outside -dev: the API carries signed requests, plaintexts and data keys " +
+			"(scripts/cluster.sh makes a local CA and node certificates; to serve plain HTTP for a test, give -insecure-plain-http)")
+	case c.ClusterTLSCA == "" && !c.InsecurePlainHTTP:
+		return errors.New("-cluster-tls-ca is required outside -dev: Raft and forwarding between nodes use mutual TLS with certificates of that CA " +
+			"(to let nodes talk plain TCP for a test, give -insecure-plain-http)")
 	}
 	return nil
 }

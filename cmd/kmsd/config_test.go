@@ -60,7 +60,7 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "single node outside dev",
-			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-credentials-file", "creds.json"},
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-credentials-file", "creds.json", "-insecure-plain-http"},
 			check: func(t *testing.T, c *Config) {
 				require.False(t, c.Dev)
 				require.Equal(t, "n1", c.NodeID)
@@ -74,7 +74,7 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "insecure-no-auth instead of a credentials file",
-			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth"},
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth", "-insecure-plain-http"},
 			check: func(t *testing.T, c *Config) {
 				require.True(t, c.InsecureNoAuth)
 				require.Empty(t, c.CredentialsFile)
@@ -82,7 +82,7 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "credentials file from the environment",
-			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-plain-http"},
 			env:  map[string]string{"KMSD_CREDENTIALS_FILE": "/run/kmsd/credentials.json"},
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, "/run/kmsd/credentials.json", c.CredentialsFile)
@@ -90,7 +90,7 @@ func TestParseConfig(t *testing.T) {
 		},
 		{
 			name: "KMSD_INSECURE_NO_AUTH",
-			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1"},
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-plain-http"},
 			env:  map[string]string{"KMSD_INSECURE_NO_AUTH": "true"},
 			check: func(t *testing.T, c *Config) {
 				require.True(t, c.InsecureNoAuth)
@@ -166,10 +166,27 @@ func TestParseConfig(t *testing.T) {
 		{name: "tls-key without tls-cert", args: []string{"-dev", "-tls-key", "k.pem"}, wantErr: "-tls-cert and -tls-key go together"},
 		{name: "cluster CA needs a node certificate", args: []string{"-dev", "-cluster-tls-ca", "ca.pem"}, wantErr: "-cluster-tls-ca needs -tls-cert"},
 		{
-			name:    "plain HTTP and TLS exclude each other",
-			args:    []string{"-dev", "-tls-cert", "c.pem", "-tls-key", "k.pem"},
+			name:    "plain transport and cluster mutual TLS exclude each other",
+			args:    []string{"-dev", "-tls-cert", "c.pem", "-tls-key", "k.pem", "-cluster-tls-ca", "ca.pem"},
 			env:     map[string]string{"KMSD_INSECURE_PLAIN_HTTP": "true"},
 			wantErr: "exclude each other",
+		},
+		{
+			name:    "plain HTTP refused outside dev",
+			args:    []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth"},
+			wantErr: "-tls-cert and -tls-key are required outside -dev",
+		},
+		{
+			name: "plain Raft refused outside dev",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth",
+				"-tls-cert", "c.pem", "-tls-key", "k.pem"},
+			wantErr: "-cluster-tls-ca is required outside -dev",
+		},
+		{
+			name: "https API with plain Raft when acknowledged",
+			args: []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth",
+				"-tls-cert", "c.pem", "-tls-key", "k.pem", "-insecure-plain-http"},
+			check: func(t *testing.T, c *Config) { require.True(t, c.InsecurePlainHTTP) },
 		},
 		{name: "data dir required outside dev", args: []string{"-root-key-file", "rk"}, wantErr: "-data-dir"},
 		{name: "root key required outside dev", args: []string{"-data-dir", "d"}, wantErr: "-root-key-file"},
@@ -178,10 +195,13 @@ func TestParseConfig(t *testing.T) {
 		{name: "stray argument", args: []string{"-dev", "extra"}, wantErr: "unexpected arguments"},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: "not defined"},
 		{
+			// DESIGN.md §6's line plus what issue 5 made mandatory outside
+			// -dev: a credentials file and TLS (API and between nodes).
 			name: "cluster flags as in DESIGN.md",
 			args: []string{"-node-id", "n1", "-region", "us-east-1", "-data-dir", "d1", "-http-addr", "127.0.0.1:8080",
 				"-raft-addr", "127.0.0.1:8300", "-gossip-addr", "127.0.0.1:8301", "-bootstrap-expect", "3",
-				"-join", "127.0.0.1:8311,127.0.0.1:8321", "-root-key-file", "rk", "-credentials-file", "creds.json"},
+				"-join", "127.0.0.1:8311,127.0.0.1:8321", "-root-key-file", "rk", "-credentials-file", "creds.json",
+				"-tls-cert", "n1.pem", "-tls-key", "n1-key.pem", "-cluster-tls-ca", "ca.pem"},
 			check: func(t *testing.T, c *Config) {
 				require.Equal(t, []string{"127.0.0.1:8311", "127.0.0.1:8321"}, c.Join)
 				require.Equal(t, 3, c.BootstrapExpect)

@@ -328,14 +328,13 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // loadTLS reads -tls-cert/-tls-key (the API server's TLS configuration)
 // and -cluster-tls-ca (mutual TLS between nodes). Both are nil without
-// -tls-cert: plain HTTP, with a warning outside -dev unless
-// -insecure-plain-http.
+// -tls-cert: plain HTTP, which outside -dev the configuration allows only
+// with -insecure-plain-http (said loudly here, once).
 func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *cluster.ClusterTLS, error) {
 	if cfg.TLSCert == "" {
-		if !cfg.Dev && !cfg.InsecurePlainHTTP {
-			log.Warn("INSECURE: serving plain HTTP: requests, plaintexts and data keys cross the network unencrypted, " +
-				"and nodes talk to each other unauthenticated at the transport level. Give -tls-cert/-tls-key and -cluster-tls-ca " +
-				"(or -insecure-plain-http to acknowledge, for tests)")
+		if !cfg.Dev {
+			log.Warn("INSECURE: -insecure-plain-http: serving plain HTTP; requests, plaintexts and data keys cross the network unencrypted, " +
+				"and nodes talk to each other unauthenticated at the transport level (tests and local demos only)")
 		}
 		return nil, nil, nil
 	}
@@ -353,7 +352,7 @@ func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *cluster.ClusterTLS, e
 		return nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	if !cfg.Dev {
-		log.Warn("-tls-cert without -cluster-tls-ca: the API is served over https but Raft between nodes is plain TCP " +
+		log.Warn("INSECURE: -insecure-plain-http with -tls-cert and no -cluster-tls-ca: the API is served over https but Raft between nodes is plain TCP " +
 			"(forwarding uses https, verifying peers against the system roots)")
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil, nil

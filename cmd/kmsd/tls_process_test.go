@@ -90,10 +90,11 @@ func TestTLSSingleNode(t *testing.T) {
 	require.Contains(t, string(body), "client certificate required")
 }
 
-// TestPlainHTTPOutsideDevWarns: without -tls-cert a cluster node still
-// serves plain HTTP (tests and scripts rely on it) but warns, unless
-// -insecure-plain-http acknowledges it.
-func TestPlainHTTPOutsideDevWarns(t *testing.T) {
+// TestPlainTransportOutsideDevRefused: outside -dev a node without TLS
+// does not start unless -insecure-plain-http acknowledges it, and then it
+// says so in its log.
+func TestPlainTransportOutsideDevRefused(t *testing.T) {
+	bin := kmsdBinary(t)
 	dir := t.TempDir()
 	rk := filepath.Join(dir, "rk")
 	writeFile(t, rk, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
@@ -101,8 +102,16 @@ func TestPlainHTTPOutsideDevWarns(t *testing.T) {
 		return append([]string{"-node-id", "n1", "-root-key-file", rk, "-bootstrap-expect", "1", "-insecure-no-auth",
 			"-gossip-addr", freePort(t), "-data-dir", filepath.Join(dir, data)}, extra...)
 	}
-	p := startKmsd(t, args("d1")...)
-	require.Contains(t, p.out.String(), "INSECURE: serving plain HTTP")
+	cmd := exec.Command(bin, args("d1", "-http-addr", freePort(t), "-raft-addr", freePort(t))...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "kmsd without TLS outside -dev should have refused to start:\n%s", out)
+	require.Equal(t, 2, ee.ExitCode())
+	require.Contains(t, string(out), "-tls-cert and -tls-key are required outside -dev")
+	_, statErr := os.Stat(filepath.Join(dir, "d1", "raft"))
+	require.True(t, os.IsNotExist(statErr), "a refused start must not create Raft state")
+
 	q := startKmsd(t, args("d2", "-insecure-plain-http")...)
-	require.NotContains(t, q.out.String(), "serving plain HTTP")
+	require.Contains(t, q.out.String(), "INSECURE: -insecure-plain-http")
 }

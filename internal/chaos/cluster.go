@@ -118,6 +118,11 @@ func New(opts Options) (*Cluster, error) {
 	if hasFlag(opts.Bin, "insecure-no-auth") {
 		c.authArgs = []string{"-insecure-no-auth"}
 	}
+	// The harness talks plain HTTP to its nodes on loopback, which a kmsd
+	// that knows -insecure-plain-http refuses outside -dev without it.
+	if hasFlag(opts.Bin, "insecure-plain-http") && !slices.Contains(opts.ExtraArgs, "-tls-cert") {
+		c.authArgs = append(c.authArgs, "-insecure-plain-http")
+	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return nil, err
