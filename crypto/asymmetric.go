@@ -15,16 +15,19 @@ import (
 	"fmt"
 	"hash"
 	"io"
+
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 )
 
 // KeyPairSpec is the type of an asymmetric key pair: RSA of one modulus
-// size, ECDSA on one NIST curve, or Ed25519. Private keys are carried as
-// PKCS#8 PrivateKeyInfo (RFC 5208) DER inside a *Secret, public keys as
-// X.509 SubjectPublicKeyInfo (RFC 5280) DER.
+// size, ECDSA on one NIST curve or on secp256k1, or Ed25519. Private keys
+// are carried as PKCS#8 PrivateKeyInfo (RFC 5208) DER inside a *Secret,
+// public keys as X.509 SubjectPublicKeyInfo (RFC 5280) DER.
 type KeyPairSpec int
 
-// The key pair types kmsd makes. secp256k1 (AWS's ECC_SECG_P256K1) and SM2
-// are absent: the Go standard library has neither curve.
+// The key pair types kmsd makes. Secp256k1 is AWS's ECC_SECG_P256K1, which
+// the Go standard library lacks: it comes from decred's secp256k1 package
+// (see secp256k1.go). SM2 is absent: no implementation is at hand.
 const (
 	RSA2048 KeyPairSpec = iota + 1
 	RSA3072
@@ -33,6 +36,7 @@ const (
 	ECCNISTP384
 	ECCNISTP521
 	Ed25519
+	Secp256k1
 )
 
 // randOrDefault is r, or crypto/rand when r is nil.
@@ -73,6 +77,9 @@ func (k KeyPairSpec) curve() elliptic.Curve {
 // means crypto/rand (the standard library may use its own source anyway).
 func GenerateKeyPair(rand io.Reader, spec KeyPairSpec) (*Secret, []byte, error) {
 	rand = randOrDefault(rand)
+	if spec == Secp256k1 {
+		return generateSecp256k1(rand)
+	}
 	var priv crypto.Signer
 	switch {
 	case spec.rsaBits() != 0:
@@ -109,9 +116,20 @@ func GenerateKeyPair(rand io.Reader, spec KeyPairSpec) (*Secret, []byte, error) 
 	return s, pub, nil
 }
 
-// parsePrivate parses PKCS#8 DER into a signer of a supported type.
+// parsePrivate parses PKCS#8 DER into a signer of a supported type. The
+// caller calls zeroSigner on it when done. secp256k1 keys are recognised
+// before crypto/x509 is tried, as x509 would refuse them only after copying
+// the secret.
 func parsePrivate(priv *Secret) (crypto.Signer, error) {
-	k, err := x509.ParsePKCS8PrivateKey(priv.Bytes())
+	der := priv.Bytes()
+	if _, ok := secp256k1ECPrivateKey(der); ok {
+		k, pub, err := parseSecp256k1PKCS8(der)
+		if err != nil {
+			return nil, err
+		}
+		return secp256k1Signer{priv: k, pub: pub}, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: private key is not PKCS#8", ErrInvalidKey)
 	}
@@ -126,11 +144,23 @@ func parsePrivate(priv *Secret) (crypto.Signer, error) {
 	return nil, fmt.Errorf("%w: unsupported private key type %T", ErrInvalidKey, k)
 }
 
+// zeroSigner overwrites what parsePrivate parsed where that is possible (a
+// secp256k1 scalar; the standard library's key types keep theirs).
+func zeroSigner(k crypto.Signer) {
+	if z, ok := k.(interface{ zero() }); ok {
+		z.zero()
+	}
+}
+
 // PublicKeyDER returns the SubjectPublicKeyInfo DER of a PKCS#8 private key.
 func PublicKeyDER(priv *Secret) ([]byte, error) {
 	k, err := parsePrivate(priv)
 	if err != nil {
 		return nil, err
+	}
+	defer zeroSigner(k)
+	if p, ok := k.Public().(*secp256k1.PublicKey); ok {
+		return marshalSecp256k1SPKI(p)
 	}
 	return x509.MarshalPKIXPublicKey(k.Public())
 }
@@ -140,7 +170,9 @@ type SigningAlgorithm int
 
 // The signing algorithms kmsd computes. RSASSA-PSS uses MGF1 with the same
 // hash and a salt as long as the hash; ECDSA signatures are ASN.1 DER
-// (ecdsa.SignASN1); Ed25519ph is RFC 8032's HashEdDSA with SHA-512.
+// (ecdsa.SignASN1, or for secp256k1 decred's Signature.Serialize), and
+// ECDSASHA256 serves both P-256 and secp256k1 keys; Ed25519ph is RFC 8032's
+// HashEdDSA with SHA-512.
 const (
 	RSASSAPSSSHA256 SigningAlgorithm = iota + 1
 	RSASSAPSSSHA384
@@ -258,6 +290,8 @@ func checkKeyFits(alg SigningAlgorithm, pub crypto.PublicKey) error {
 	case *ecdsa.PublicKey:
 		want := map[int]SigningAlgorithm{256: ECDSASHA256, 384: ECDSASHA384, 521: ECDSASHA512}[p.Curve.Params().BitSize]
 		ok = alg == want
+	case *secp256k1.PublicKey:
+		ok = alg == ECDSASHA256
 	case ed25519.PublicKey:
 		ok = alg == Ed25519SHA512 || alg == Ed25519PHSHA512
 	}
@@ -274,6 +308,7 @@ func Sign(rand io.Reader, priv *Secret, alg SigningAlgorithm, msg []byte, isDige
 	if err != nil {
 		return nil, err
 	}
+	defer zeroSigner(k)
 	if err := checkKeyFits(alg, k.Public()); err != nil {
 		return nil, err
 	}
@@ -290,6 +325,8 @@ func Sign(rand io.Reader, priv *Secret, alg SigningAlgorithm, msg []byte, isDige
 		return rsa.SignPKCS1v15(rand, k, alg.Hash(), in)
 	case *ecdsa.PrivateKey:
 		return ecdsa.SignASN1(rand, k, in)
+	case secp256k1Signer:
+		return k.Sign(rand, in, alg.Hash())
 	case ed25519.PrivateKey:
 		if alg == Ed25519PHSHA512 {
 			return k.Sign(nil, in, &ed25519.Options{Hash: crypto.SHA512})
@@ -307,6 +344,7 @@ func Verify(priv *Secret, alg SigningAlgorithm, msg []byte, isDigest bool, sig [
 	if err != nil {
 		return false, err
 	}
+	defer zeroSigner(k)
 	if err := checkKeyFits(alg, k.Public()); err != nil {
 		return false, err
 	}
@@ -322,6 +360,8 @@ func Verify(priv *Secret, alg SigningAlgorithm, msg []byte, isDigest bool, sig [
 		return rsa.VerifyPKCS1v15(p, alg.Hash(), in, sig) == nil, nil
 	case *ecdsa.PublicKey:
 		return ecdsa.VerifyASN1(p, in, sig), nil
+	case *secp256k1.PublicKey:
+		return verifySecp256k1(p, in, sig), nil
 	case ed25519.PublicKey:
 		if alg == Ed25519PHSHA512 {
 			return ed25519.VerifyWithOptions(p, in, sig, &ed25519.Options{Hash: crypto.SHA512}) == nil, nil
@@ -369,6 +409,7 @@ func rsaPrivate(priv *Secret) (*rsa.PrivateKey, error) {
 	}
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
+		zeroSigner(k)
 		return nil, fmt.Errorf("%w: not an RSA key", ErrInvalidKey)
 	}
 	return rk, nil

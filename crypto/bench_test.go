@@ -64,3 +64,46 @@ func BenchmarkDeriveMessageKey(b *testing.B) {
 		clear(deriveMessageKey(mat, &kid, &vid, &salt))
 	}
 }
+
+// BenchmarkSignVerifyECDSA compares, per call as the service makes them
+// (PKCS#8 parse included), secp256k1 with P-256 (both ECDSA_SHA_256).
+func BenchmarkSignVerifyECDSA(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		spec KeyPairSpec
+	}{{"P256", ECCNISTP256}, {"secp256k1", Secp256k1}} {
+		priv, _, err := GenerateKeyPair(nil, tc.spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		msg := []byte("benchmark message")
+		sig, err := Sign(nil, priv, ECDSASHA256, msg, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Sign/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Sign(nil, priv, ECDSASHA256, msg, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Verify/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if ok, err := Verify(priv, ECDSASHA256, msg, false, sig); !ok || err != nil {
+					b.Fatal(ok, err)
+				}
+			}
+		})
+		b.Run("PublicKeyDER/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := PublicKeyDER(priv); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -43,12 +43,13 @@ var (
 	rsaUsages     = []string{usageEncryptDecrypt, asymUsageSignVerify}
 	// ECC_NIST_P* keys may also be KEY_AGREEMENT keys in AWS (for
 	// DeriveSharedSecret, which kmsd does not serve): see checkAsymmetricUsage.
+	// ECC_SECG_P256K1 and ECC_NIST_EDWARDS25519 keys are SIGN_VERIFY only.
 	eccUsages = []string{asymUsageSignVerify}
 )
 
 // asymmetricSpecs are the asymmetric key specs kmsd supports, for CreateKey
-// (KeySpec) and GenerateDataKeyPair (KeyPairSpec). ECC_SECG_P256K1 and SM2
-// are missing: the Go standard library has neither curve.
+// (KeySpec) and GenerateDataKeyPair (KeyPairSpec). SM2 is missing: kmsd has
+// no implementation of it.
 var asymmetricSpecs = map[string]asymmetricSpec{
 	"RSA_2048":      {crypto.RSA2048, rsaUsages, rsaSigning, rsaEncryption},
 	"RSA_3072":      {crypto.RSA3072, rsaUsages, rsaSigning, rsaEncryption},
@@ -56,7 +57,10 @@ var asymmetricSpecs = map[string]asymmetricSpec{
 	"ECC_NIST_P256": {crypto.ECCNISTP256, eccUsages, []string{"ECDSA_SHA_256"}, nil},
 	"ECC_NIST_P384": {crypto.ECCNISTP384, eccUsages, []string{"ECDSA_SHA_384"}, nil},
 	"ECC_NIST_P521": {crypto.ECCNISTP521, eccUsages, []string{"ECDSA_SHA_512"}, nil},
-	specEd25519:     {crypto.Ed25519, eccUsages, []string{algEd25519, algEd25519PH}, nil},
+	// secp256k1 signs SHA-256 digests only, like P-256 (AWS KMS key spec
+	// reference).
+	"ECC_SECG_P256K1": {crypto.Secp256k1, eccUsages, []string{"ECDSA_SHA_256"}, nil},
+	specEd25519:       {crypto.Ed25519, eccUsages, []string{algEd25519, algEd25519PH}, nil},
 }
 
 var signingAlgorithms = map[string]crypto.SigningAlgorithm{

@@ -13,10 +13,15 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/asn1"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"hash"
 	"io/fs"
+	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -24,8 +29,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 	"github.com/stretchr/testify/require"
 
+	kmscrypto "github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/internal/testserver"
 )
 
@@ -470,7 +478,12 @@ func TestAsymmetricCreateKeyRules(t *testing.T) {
 		{types.KeySpecEccNistP256, types.KeyUsageTypeEncryptDecrypt, "ValidationException"},
 		{types.KeySpecEccNistEdwards25519, types.KeyUsageTypeEncryptDecrypt, "ValidationException"},
 		{types.KeySpecEccNistP384, types.KeyUsageTypeKeyAgreement, "UnsupportedOperationException"}, // no DeriveSharedSecret
-		{types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify, "UnsupportedOperationException"}, // no curve in Go's standard library
+		// ECC_SECG_P256K1 is SIGN_VERIFY only (KEY_AGREEMENT is for the NIST
+		// curves and SM2).
+		{types.KeySpecEccSecgP256k1, "", "ValidationException"},
+		{types.KeySpecEccSecgP256k1, types.KeyUsageTypeKeyAgreement, "ValidationException"},
+		{types.KeySpecEccSecgP256k1, types.KeyUsageTypeEncryptDecrypt, "ValidationException"},
+		{types.KeySpecEccSecgP256k1, types.KeyUsageTypeGenerateVerifyMac, "ValidationException"},
 		{types.KeySpecSm2, types.KeyUsageTypeSignVerify, "UnsupportedOperationException"},
 		{types.KeySpecSymmetricDefault, types.KeyUsageTypeSignVerify, "ValidationException"},
 	} {
@@ -539,9 +552,8 @@ func TestGenerateDataKeyPair(t *testing.T) {
 		require.Contains(t, res.Body, "PrivateKeyCiphertextBlob")
 	})
 	t.Run("Refusals", func(t *testing.T) {
-		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(symID), KeyPairSpec: types.DataKeyPairSpecEccSecgP256k1})
-		requireCode(t, err, "UnsupportedOperationException")
-		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(symID), KeyPairSpec: types.DataKeyPairSpecSm2})
+		// ECC_SECG_P256K1: TestGenerateDataKeyPairSecp256k1.
+		_, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(symID), KeyPairSpec: types.DataKeyPairSpecSm2})
 		requireCode(t, err, "UnsupportedOperationException")
 		res := rawCall(t, srv, "GenerateDataKeyPair", map[string]any{"KeyId": symID, "KeyPairSpec": "RSA_1024"})
 		requireRawError(t, res, "ValidationException")
@@ -705,8 +717,19 @@ func TestAsymmetricMaterialNotOnDisk(t *testing.T) {
 			secrets["Ed25519 seed of "+id] = k.Seed()
 		}
 	}
+	k1ID, _ := mkAsymKey(t, c, types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify)
+	sign(t, c, k1ID, types.SigningAlgorithmSpecEcdsaSha256, "", []byte("m"))
+	m, err := srv.Service.CurrentMaterialForTest(k1ID)
+	require.NoError(t, err)
+	secrets["PKCS#8 of "+k1ID] = m
+	secrets["secp256k1 scalar of "+k1ID], _ = parseP256K1PKCS8(t, m)
+	k1SymID, _ := mkKey(t, c)
+	k1Pair, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(k1SymID), KeyPairSpec: types.DataKeyPairSpecEccSecgP256k1})
+	require.NoError(t, err)
+	secrets["secp256k1 data key pair private key"] = k1Pair.PrivateKeyPlaintext
+	secrets["secp256k1 data key pair scalar"], _ = parseP256K1PKCS8(t, k1Pair.PrivateKeyPlaintext)
 	encID, _ := mkAsymKey(t, c, types.KeySpecRsa2048, types.KeyUsageTypeEncryptDecrypt)
-	m, err := srv.Service.CurrentMaterialForTest(encID)
+	m, err = srv.Service.CurrentMaterialForTest(encID)
 	require.NoError(t, err)
 	secrets["PKCS#8 of "+encID] = m
 	pt := []byte("rsa plaintext that must stay in memory")
@@ -737,4 +760,389 @@ func TestAsymmetricMaterialNotOnDisk(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
+}
+
+// --- ECC_SECG_P256K1 (secp256k1) ----------------------------------------------
+
+// secp256k1 keys are checked outside kmsd without crypto/x509, which does
+// not know the curve: the test parses the DER structures itself with
+// encoding/asn1, verifies signatures with decred's secp256k1 ECDSA, and,
+// when openssl is installed, with OpenSSL too.
+
+var (
+	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
+	oidSecp256k1   = asn1.ObjectIdentifier{1, 3, 132, 0, 10}
+)
+
+// ecAlgorithm is an AlgorithmIdentifier of an EC key with a named curve.
+type ecAlgorithm struct {
+	Algorithm asn1.ObjectIdentifier
+	Curve     asn1.ObjectIdentifier
+}
+
+// parseP256K1SPKI parses DER SubjectPublicKeyInfo strictly: nothing after
+// it, id-ecPublicKey with namedCurve secp256k1, an uncompressed point on the
+// curve.
+func parseP256K1SPKI(t testing.TB, der []byte) *secp256k1.PublicKey {
+	t.Helper()
+	var spki struct {
+		Algo      ecAlgorithm
+		PublicKey asn1.BitString
+	}
+	rest, err := asn1.Unmarshal(der, &spki)
+	require.NoError(t, err, "PublicKey is not DER SubjectPublicKeyInfo")
+	require.Empty(t, rest, "bytes after the SubjectPublicKeyInfo")
+	require.True(t, spki.Algo.Algorithm.Equal(oidECPublicKey), "algorithm %v", spki.Algo.Algorithm)
+	require.True(t, spki.Algo.Curve.Equal(oidSecp256k1), "curve %v", spki.Algo.Curve)
+	p := spki.PublicKey.Bytes
+	require.Equal(t, 65*8, spki.PublicKey.BitLength)
+	require.Len(t, p, 65)
+	require.Equal(t, byte(4), p[0], "point is not uncompressed")
+	pub, err := secp256k1.ParsePubKey(p)
+	require.NoError(t, err, "point is not on secp256k1")
+	return pub
+}
+
+// parseP256K1PKCS8 parses a PKCS#8 PrivateKeyInfo (RFC 5208) of a secp256k1
+// key wrapping an ECPrivateKey (RFC 5915) with the curve parameter and the
+// public key, as kmsd writes them, and checks that the public key is the
+// scalar's. It returns the scalar (32 bytes) and the public key.
+func parseP256K1PKCS8(t testing.TB, der []byte) ([]byte, *secp256k1.PublicKey) {
+	t.Helper()
+	var p8 struct {
+		Version    int
+		Algo       ecAlgorithm
+		PrivateKey []byte
+	}
+	rest, err := asn1.Unmarshal(der, &p8)
+	require.NoError(t, err, "private key is not PKCS#8")
+	require.Empty(t, rest)
+	require.Zero(t, p8.Version)
+	require.True(t, p8.Algo.Algorithm.Equal(oidECPublicKey), "algorithm %v", p8.Algo.Algorithm)
+	require.True(t, p8.Algo.Curve.Equal(oidSecp256k1), "curve %v", p8.Algo.Curve)
+	var ec struct {
+		Version    int
+		PrivateKey []byte
+		Curve      asn1.ObjectIdentifier `asn1:"optional,explicit,tag:0"`
+		PublicKey  asn1.BitString        `asn1:"optional,explicit,tag:1"`
+	}
+	rest, err = asn1.Unmarshal(p8.PrivateKey, &ec)
+	require.NoError(t, err, "PKCS#8 does not hold an ECPrivateKey")
+	require.Empty(t, rest)
+	require.Equal(t, 1, ec.Version)
+	require.Len(t, ec.PrivateKey, 32)
+	require.True(t, ec.Curve.Equal(oidSecp256k1), "ECPrivateKey parameters %v", ec.Curve)
+	var scalar secp256k1.ModNScalar
+	require.False(t, scalar.SetByteSlice(ec.PrivateKey), "scalar not below n")
+	require.False(t, scalar.IsZero(), "scalar zero")
+	pub := secp256k1.NewPrivateKey(&scalar).PubKey()
+	require.Equal(t, pub.SerializeUncompressed(), ec.PublicKey.Bytes, "ECPrivateKey's public key is not the scalar's")
+	return ec.PrivateKey, pub
+}
+
+// opensslPath is the openssl binary, "" if it is not installed.
+func opensslPath() string {
+	p, err := exec.LookPath("openssl")
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// withOpenSSL runs check as a subtest, skipped with a clear message when
+// openssl is not installed.
+func withOpenSSL(t *testing.T, name string, check func(t *testing.T, openssl func(args ...string) string, dir string)) {
+	t.Helper()
+	t.Run("OpenSSL/"+name, func(t *testing.T) {
+		bin := opensslPath()
+		if bin == "" {
+			t.Skip("openssl is not installed: the OpenSSL cross-check is skipped (the checks with decred's secp256k1 still ran)")
+		}
+		dir := t.TempDir()
+		check(t, func(args ...string) string {
+			t.Helper()
+			out, err := exec.Command(bin, args...).CombinedOutput()
+			require.NoError(t, err, "openssl %v: %s", args, out)
+			return string(out)
+		}, dir)
+	})
+}
+
+func writeFile(t testing.TB, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+// verifyP256K1Outside checks a DER ECDSA signature made by kmsd over msg
+// (RAW, hashed with SHA-256) or over the digest msg (DIGEST): with decred's
+// verifier and the public key parsed from spki, and with OpenSSL over the
+// PEM of spki.
+func verifyP256K1Outside(t *testing.T, spki, msg []byte, isDigest bool, sig []byte) {
+	t.Helper()
+	pub := parseP256K1SPKI(t, spki)
+	d := msg
+	if !isDigest {
+		d = digestOf(gocrypto.SHA256, msg)
+	}
+	require.Len(t, d, 32)
+	s, err := secpecdsa.ParseDERSignature(sig)
+	require.NoError(t, err, "signature is not DER SEQUENCE{r, s}")
+	require.True(t, s.Verify(d, pub), "decred's ECDSA rejects kmsd's signature")
+	name := fmt.Sprintf("verify RAW %d bytes", len(msg))
+	if isDigest {
+		name = "verify DIGEST"
+	}
+	withOpenSSL(t, name, func(t *testing.T, openssl func(...string) string, dir string) {
+		pemFile := writeFile(t, dir, "pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: spki}))
+		sigFile := writeFile(t, dir, "sig.der", sig)
+		if isDigest {
+			out := openssl("pkeyutl", "-verify", "-pubin", "-inkey", pemFile, "-in", writeFile(t, dir, "digest", d), "-sigfile", sigFile)
+			require.Contains(t, out, "Signature Verified Successfully")
+		} else {
+			out := openssl("dgst", "-sha256", "-verify", pemFile, "-signature", sigFile, writeFile(t, dir, "msg", msg))
+			require.Contains(t, out, "Verified OK")
+		}
+	})
+}
+
+// highSSignature returns (r, n-s) of a DER signature: as valid as (r, s),
+// and what signers that do not normalise S (AWS KMS among them) produce
+// half the time.
+func highSSignature(t testing.TB, sig []byte) []byte {
+	t.Helper()
+	var rs struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(sig, &rs)
+	require.NoError(t, err)
+	require.Empty(t, rest)
+	rs.S.Sub(secp256k1.Params().N, rs.S)
+	out, err := asn1.Marshal(rs)
+	require.NoError(t, err)
+	return out
+}
+
+// TestAsymmetricSecp256k1 creates ECC_SECG_P256K1 keys, signs RAW and
+// DIGEST messages, verifies every signature outside kmsd and with Verify,
+// checks the refusals, and checks the key after a restart.
+func TestAsymmetricSecp256k1(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	c, ctx := srv.Client, context.Background()
+	const spec, alg = types.KeySpecEccSecgP256k1, types.SigningAlgorithmSpecEcdsaSha256
+	id, arn := mkAsymKey(t, c, spec, types.KeyUsageTypeSignVerify)
+	md := describe(t, c, id)
+	require.Equal(t, []types.SigningAlgorithmSpec{alg}, md.SigningAlgorithms)
+	require.Empty(t, md.EncryptionAlgorithms)
+	require.Empty(t, md.MacAlgorithms)
+	require.Empty(t, md.KeyAgreementAlgorithms)
+	require.Empty(t, md.CurrentKeyMaterialId, "asymmetric keys have no CurrentKeyMaterialId")
+	require.Equal(t, types.CustomerMasterKeySpecEccSecgP256k1, md.CustomerMasterKeySpec)
+	require.Equal(t, types.KeyStateEnabled, md.KeyState)
+
+	gp, err := c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(id)})
+	require.NoError(t, err)
+	require.Equal(t, arn, aws.ToString(gp.KeyId))
+	require.Equal(t, spec, gp.KeySpec)
+	require.Equal(t, types.CustomerMasterKeySpecEccSecgP256k1, gp.CustomerMasterKeySpec)
+	require.Equal(t, types.KeyUsageTypeSignVerify, gp.KeyUsage)
+	require.Equal(t, []types.SigningAlgorithmSpec{alg}, gp.SigningAlgorithms)
+	require.Empty(t, gp.EncryptionAlgorithms)
+	spki := gp.PublicKey
+	parseP256K1SPKI(t, spki)
+	withOpenSSL(t, "public key", func(t *testing.T, openssl func(...string) string, dir string) {
+		out := openssl("pkey", "-pubin", "-inform", "DER", "-in", writeFile(t, dir, "pub.der", spki), "-text", "-noout")
+		require.Contains(t, out, "ASN1 OID: secp256k1")
+	})
+
+	for _, msg := range [][]byte{{0}, []byte("hello, secp256k1"), bytes.Repeat([]byte{0x5a}, 4096)} {
+		d := digestOf(gocrypto.SHA256, msg)
+		sig := sign(t, c, id, alg, types.MessageTypeRaw, msg)
+		verifyP256K1Outside(t, spki, msg, false, sig)
+		v, err := verifyInside(c, arn, alg, types.MessageTypeRaw, msg, sig)
+		require.NoError(t, err)
+		require.True(t, v.SignatureValid)
+		require.Equal(t, arn, aws.ToString(v.KeyId))
+		require.Equal(t, alg, v.SigningAlgorithm)
+		// MessageType defaults to RAW.
+		verifyP256K1Outside(t, spki, msg, false, sign(t, c, id, alg, "", msg))
+		_, err = verifyInside(c, id, alg, "", msg, sig)
+		require.NoError(t, err)
+		// DIGEST signs the 32 bytes given, so a RAW signature is one over
+		// the SHA-256 digest and the other way round.
+		dsig := sign(t, c, id, alg, types.MessageTypeDigest, d)
+		verifyP256K1Outside(t, spki, d, true, dsig)
+		_, err = verifyInside(c, id, alg, types.MessageTypeDigest, d, dsig)
+		require.NoError(t, err)
+		_, err = verifyInside(c, id, alg, types.MessageTypeDigest, d, sig)
+		require.NoError(t, err)
+		_, err = verifyInside(c, id, alg, types.MessageTypeRaw, msg, dsig)
+		require.NoError(t, err)
+		// The high-S twin of a signature is valid too, and Verify says so.
+		_, err = verifyInside(c, id, alg, types.MessageTypeRaw, msg, highSSignature(t, sig))
+		require.NoError(t, err)
+	}
+
+	t.Run("Tampered", func(t *testing.T) {
+		msg := []byte("original")
+		sig := sign(t, c, id, alg, types.MessageTypeRaw, msg)
+		other := bytes.Clone(msg)
+		other[0] ^= 1
+		bad := bytes.Clone(sig)
+		bad[len(bad)-1] ^= 0x01
+		badR := bytes.Clone(sig)
+		badR[6] ^= 0x40
+		d := digestOf(gocrypto.SHA256, msg)
+		d[31] ^= 1
+		for name, tc := range map[string]struct {
+			mt       types.MessageType
+			msg, sig []byte
+		}{
+			"other message": {types.MessageTypeRaw, other, sig},
+			"mangled s":     {types.MessageTypeRaw, msg, bad},
+			"mangled r":     {types.MessageTypeRaw, msg, badR},
+			"other digest":  {types.MessageTypeDigest, d, sig},
+			"high-S, other": {types.MessageTypeRaw, other, highSSignature(t, sig)},
+			"not DER":       {types.MessageTypeRaw, msg, []byte{1, 2, 3}},
+			"trailing byte": {types.MessageTypeRaw, msg, append(bytes.Clone(sig), 0)},
+			"digest as RAW": {types.MessageTypeRaw, digestOf(gocrypto.SHA256, msg), sig},
+		} {
+			_, err := verifyInside(c, id, alg, tc.mt, tc.msg, tc.sig)
+			requireCode(t, err, "KMSInvalidSignatureException", "%s", name)
+			requireErrAs[*types.KMSInvalidSignatureException](t, err, "%s", name)
+		}
+		// And outside: decred refuses the mangled one.
+		s, err := secpecdsa.ParseDERSignature(bad)
+		if err == nil {
+			require.False(t, s.Verify(digestOf(gocrypto.SHA256, msg), parseP256K1SPKI(t, spki)))
+		}
+	})
+
+	t.Run("Refusals", func(t *testing.T) {
+		for _, n := range []int{31, 33, 48, 64} {
+			_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(id), SigningAlgorithm: alg, MessageType: types.MessageTypeDigest, Message: make([]byte, n)})
+			requireCode(t, err, "ValidationException", "Sign digest of %d bytes", n)
+			_, err = verifyInside(c, id, alg, types.MessageTypeDigest, make([]byte, n), []byte{0x30, 0})
+			requireCode(t, err, "ValidationException", "Verify digest of %d bytes", n)
+		}
+		_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(id), SigningAlgorithm: alg, MessageType: types.MessageTypeExternalMu, Message: make([]byte, 64)})
+		requireCode(t, err, "ValidationException")
+		for _, wrong := range []types.SigningAlgorithmSpec{types.SigningAlgorithmSpecEcdsaSha384, types.SigningAlgorithmSpecEcdsaSha512,
+			types.SigningAlgorithmSpecRsassaPssSha256, types.SigningAlgorithmSpecEd25519Sha512, types.SigningAlgorithmSpecSm2dsa} {
+			_, err := c.Sign(ctx, &kms.SignInput{KeyId: aws.String(id), SigningAlgorithm: wrong, Message: []byte("m")})
+			requireCode(t, err, "InvalidKeyUsageException", "%s", wrong)
+			_, err = verifyInside(c, id, wrong, "", []byte("m"), []byte{1})
+			requireCode(t, err, "InvalidKeyUsageException", "%s", wrong)
+		}
+		// A P-256 key does not verify a secp256k1 signature (same
+		// algorithm name, another curve).
+		p256ID, _ := mkAsymKey(t, c, types.KeySpecEccNistP256, types.KeyUsageTypeSignVerify)
+		sig := sign(t, c, id, alg, "", []byte("m"))
+		_, err = verifyInside(c, p256ID, alg, "", []byte("m"), sig)
+		requireCode(t, err, "KMSInvalidSignatureException")
+		// A signing key does not encrypt, make data keys or rotate.
+		_, err = c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: []byte("m"), EncryptionAlgorithm: types.EncryptionAlgorithmSpecRsaesOaepSha256})
+		requireCode(t, err, "InvalidKeyUsageException")
+		_, err = c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(id), KeySpec: types.DataKeySpecAes256})
+		requireCode(t, err, "InvalidKeyUsageException")
+		_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(id), KeyPairSpec: types.DataKeyPairSpecEccSecgP256k1})
+		requireCode(t, err, "InvalidKeyUsageException")
+		_, err = c.EnableKeyRotation(ctx, &kms.EnableKeyRotationInput{KeyId: aws.String(id)})
+		requireCode(t, err, "UnsupportedOperationException")
+		// Dry runs.
+		_, err = c.Sign(ctx, &kms.SignInput{KeyId: aws.String(id), SigningAlgorithm: alg, Message: []byte("m"), DryRun: aws.Bool(true)})
+		requireCode(t, err, "DryRunOperationException")
+		_, err = c.Verify(ctx, &kms.VerifyInput{KeyId: aws.String(id), SigningAlgorithm: alg, Message: []byte("m"), Signature: sig, DryRun: aws.Bool(true)})
+		requireCode(t, err, "DryRunOperationException")
+		// The deprecated CustomerMasterKeySpec makes one too.
+		out, err := c.CreateKey(ctx, &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify})
+		require.NoError(t, err)
+		require.Equal(t, spec, out.KeyMetadata.KeySpec)
+		require.Equal(t, []types.SigningAlgorithmSpec{alg}, out.KeyMetadata.SigningAlgorithms)
+		other, err := c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: out.KeyMetadata.KeyId})
+		require.NoError(t, err)
+		require.NotEqual(t, spki, other.PublicKey, "two keys with the same public key")
+	})
+
+	t.Run("AfterRestart", func(t *testing.T) {
+		msg := []byte("before restart")
+		before := sign(t, c, id, alg, types.MessageTypeRaw, msg)
+		srv.Restart()
+		c := srv.Client
+		gp, err := c.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(id)})
+		require.NoError(t, err)
+		require.Equal(t, spki, gp.PublicKey, "public key changed across restart")
+		require.Equal(t, []types.SigningAlgorithmSpec{alg}, describe(t, c, id).SigningAlgorithms)
+		_, err = verifyInside(c, id, alg, types.MessageTypeRaw, msg, before)
+		require.NoError(t, err)
+		after := []byte("after restart")
+		verifyP256K1Outside(t, spki, after, false, sign(t, c, id, alg, types.MessageTypeRaw, after))
+	})
+}
+
+// TestGenerateDataKeyPairSecp256k1 checks both data key pair operations with
+// ECC_SECG_P256K1: the private key is PKCS#8 around an ECPrivateKey of the
+// public key returned as SubjectPublicKeyInfo (checked by the test's own
+// parser, kmsd's crypto package and OpenSSL), and the encrypted private key
+// decrypts, with its encryption context, to the same PKCS#8.
+func TestGenerateDataKeyPairSecp256k1(t *testing.T) {
+	t.Parallel()
+	srv := testserver.Start(t)
+	c, ctx := srv.Client, context.Background()
+	symID, symARN := mkKey(t, c)
+	ectx := map[string]string{"purpose": "secp256k1 data key pair"}
+	const spec = types.DataKeyPairSpecEccSecgP256k1
+
+	// checkPair checks a PKCS#8 private key against a SubjectPublicKeyInfo.
+	checkPair := func(t *testing.T, p8, spki []byte) {
+		t.Helper()
+		pub := parseP256K1SPKI(t, spki)
+		scalar, privPub := parseP256K1PKCS8(t, p8)
+		require.True(t, privPub.IsEqual(pub), "public key does not match private key")
+		der, err := kmscrypto.PublicKeyDER(kmscrypto.NewSecret(p8))
+		require.NoError(t, err, "kmsd's own parser refuses the PKCS#8")
+		require.Equal(t, spki, der)
+		// The pair signs and verifies outside kmsd.
+		d := digestOf(gocrypto.SHA256, []byte("data key pair"))
+		var k secp256k1.ModNScalar
+		k.SetByteSlice(scalar)
+		require.True(t, secpecdsa.Sign(secp256k1.NewPrivateKey(&k), d).Verify(d, pub))
+		withOpenSSL(t, "private key", func(t *testing.T, openssl func(...string) string, dir string) {
+			keyFile := writeFile(t, dir, "key.der", p8)
+			require.Contains(t, openssl("pkey", "-inform", "DER", "-in", keyFile, "-check", "-noout"), "Key is valid")
+			pubFile := filepath.Join(dir, "pub.der")
+			openssl("pkey", "-inform", "DER", "-in", keyFile, "-pubout", "-outform", "DER", "-out", pubFile)
+			got, err := os.ReadFile(pubFile)
+			require.NoError(t, err)
+			require.Equal(t, spki, got, "OpenSSL derives another public key")
+		})
+	}
+
+	out, err := c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(symID), KeyPairSpec: spec, EncryptionContext: ectx})
+	require.NoError(t, err)
+	require.Equal(t, symARN, aws.ToString(out.KeyId))
+	require.Equal(t, spec, out.KeyPairSpec)
+	require.Len(t, aws.ToString(out.KeyMaterialId), 64)
+	checkPair(t, out.PrivateKeyPlaintext, out.PublicKey)
+	d, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob, EncryptionContext: ectx})
+	require.NoError(t, err)
+	require.Equal(t, out.PrivateKeyPlaintext, d.Plaintext)
+	require.Equal(t, symARN, aws.ToString(d.KeyId))
+	_, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: out.PrivateKeyCiphertextBlob})
+	requireCode(t, err, "InvalidCiphertextException")
+
+	wo, err := c.GenerateDataKeyPairWithoutPlaintext(ctx, &kms.GenerateDataKeyPairWithoutPlaintextInput{KeyId: aws.String(symID), KeyPairSpec: spec, EncryptionContext: ectx})
+	require.NoError(t, err)
+	require.Equal(t, spec, wo.KeyPairSpec)
+	require.Equal(t, symARN, aws.ToString(wo.KeyId))
+	require.NotEqual(t, out.PublicKey, wo.PublicKey, "two calls gave the same key pair")
+	d, err = c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: wo.PrivateKeyCiphertextBlob, EncryptionContext: ectx})
+	require.NoError(t, err)
+	checkPair(t, d.Plaintext, wo.PublicKey)
+
+	res := rawCall(t, srv, "GenerateDataKeyPairWithoutPlaintext", map[string]any{"KeyId": symID, "KeyPairSpec": "ECC_SECG_P256K1"})
+	requireRawOK(t, res)
+	require.NotContains(t, res.Body, "PrivateKeyPlaintext")
+	_, err = c.GenerateDataKeyPair(ctx, &kms.GenerateDataKeyPairInput{KeyId: aws.String(symID), KeyPairSpec: spec, DryRun: aws.Bool(true)})
+	requireCode(t, err, "DryRunOperationException")
 }

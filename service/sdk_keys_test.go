@@ -107,10 +107,13 @@ func TestSDKCreateKeyErrors(t *testing.T) {
 		code string
 	}{
 		{"KeySpec RSA_2048 without KeyUsage", &kms.CreateKeyInput{KeySpec: types.KeySpecRsa2048}, "ValidationException"},
-		{"KeySpec ECC_SECG_P256K1", &kms.CreateKeyInput{KeySpec: types.KeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
+		// ECC_SECG_P256K1 is supported (TestAsymmetricSecp256k1); SM2 is not.
+		{"KeySpec SM2", &kms.CreateKeyInput{KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
+		{"KeySpec ECC_SECG_P256K1 KEY_AGREEMENT", &kms.CreateKeyInput{KeySpec: types.KeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeKeyAgreement}, "ValidationException"},
 		{"KeySpec HMAC_256 without KeyUsage", &kms.CreateKeyInput{KeySpec: types.KeySpecHmac256}, "ValidationException"},
 		{"CustomerMasterKeySpec RSA_2048 without KeyUsage", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecRsa2048}, "ValidationException"},
-		{"CustomerMasterKeySpec ECC_SECG_P256K1", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
+		{"CustomerMasterKeySpec SM2", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify}, "UnsupportedOperationException"},
+		{"CustomerMasterKeySpec ECC_SECG_P256K1 without KeyUsage", &kms.CreateKeyInput{CustomerMasterKeySpec: types.CustomerMasterKeySpecEccSecgP256k1}, "ValidationException"},
 		{"KeySpec and CustomerMasterKeySpec", &kms.CreateKeyInput{KeySpec: types.KeySpecSymmetricDefault, CustomerMasterKeySpec: types.CustomerMasterKeySpecSymmetricDefault}, "ValidationException"},
 		{"SIGN_VERIFY symmetric", &kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeSignVerify}, "ValidationException"},
 		{"GENERATE_VERIFY_MAC symmetric", &kms.CreateKeyInput{KeyUsage: types.KeyUsageTypeGenerateVerifyMac}, "ValidationException"},
@@ -133,7 +136,7 @@ func TestSDKCreateKeyErrors(t *testing.T) {
 		})
 	}
 	// The typed errors the SDK knows arrive typed.
-	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecEccSecgP256k1, KeyUsage: types.KeyUsageTypeSignVerify})
+	_, err := c.CreateKey(ctx, &kms.CreateKeyInput{KeySpec: types.KeySpecSm2, KeyUsage: types.KeyUsageTypeSignVerify})
 	requireErrAs[*types.UnsupportedOperationException](t, err)
 	_, err = c.CreateKey(ctx, &kms.CreateKeyInput{Tags: tags(51)})
 	requireErrAs[*types.LimitExceededException](t, err)
