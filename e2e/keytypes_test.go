@@ -10,12 +10,15 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/asn1"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	secpecdsa "github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 	"github.com/stretchr/testify/require"
 )
 
@@ -72,6 +75,30 @@ func TestClusterEveryKeyType(t *testing.T) {
 		require.NoError(t, err)
 		d := sha256.Sum256(msg)
 		require.True(t, ecdsa.VerifyASN1(publicKey(id).(*ecdsa.PublicKey), d[:], sig.Signature))
+	})
+
+	t.Run("ECC_SECG_P256K1 sign", func(t *testing.T) {
+		id := create(types.KeySpecEccSecgP256k1, types.KeyUsageTypeSignVerify)
+		sig, err := b.Sign(ctx, &kms.SignInput{KeyId: aws.String(id), Message: msg, SigningAlgorithm: types.SigningAlgorithmSpecEcdsaSha256})
+		require.NoError(t, err)
+		// crypto/x509 knows no secp256k1: read the SubjectPublicKeyInfo
+		// here and check with decred's implementation.
+		out, err := a.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(id)})
+		require.NoError(t, err)
+		var spki struct {
+			Algorithm struct{ Algorithm, Curve asn1.ObjectIdentifier }
+			Key       asn1.BitString
+		}
+		rest, err := asn1.Unmarshal(out.PublicKey, &spki)
+		require.NoError(t, err)
+		require.Empty(t, rest)
+		require.Equal(t, asn1.ObjectIdentifier{1, 3, 132, 0, 10}, spki.Algorithm.Curve)
+		pub, err := secp256k1.ParsePubKey(spki.Key.Bytes)
+		require.NoError(t, err)
+		parsed, err := secpecdsa.ParseDERSignature(sig.Signature)
+		require.NoError(t, err)
+		d := sha256.Sum256(msg)
+		require.True(t, parsed.Verify(d[:], pub))
 	})
 
 	t.Run("RSA_2048 sign and encrypt", func(t *testing.T) {
