@@ -16,8 +16,13 @@
 // digest written at rotation and shutdown is final: a file without one was
 // truncated, or its node crashed (the next file's header then says so).
 //
-// Records are fsynced before Record returns; concurrent callers share
-// fsyncs (group commit). Verify and VerifyFiles check a file's chain,
+// Records are written and fsynced before Record returns (with NoSync,
+// written): no answer without a record. Concurrent callers share one
+// write and one fsync per batch (group commit: a batch is what arrived
+// while the previous one was being written; nothing waits to let a batch
+// grow). Records are encoded without reflection for the request shapes
+// SDKs send, falling back to encoding/json for anything else, with the
+// same bytes either way. Verify and VerifyFiles check a file's chain,
 // sequence numbers, signatures and end, and name each modified, deleted,
 // inserted, reordered or truncated record they find. Without an external
 // anchor, records written after the last digest can be cut off

@@ -118,6 +118,23 @@ var writeOperations = setOf(
 // names in CloudTrail's lower camel case, or nil (JSON null) if body is
 // empty, not a JSON object, or keeps nothing.
 func Filter(body []byte) json.RawMessage {
+	var buf [16]member
+	ms, ok := parseTop(body, buf[:0])
+	return filterParsed(body, ms, ok)
+}
+
+// filterParsed is Filter of body, which parseTop parsed into ms if ok.
+func filterParsed(body []byte, ms []member, ok bool) json.RawMessage {
+	if ok {
+		if out, ok := filterMembers(ms); ok {
+			return out
+		}
+	}
+	return filterSlow(body)
+}
+
+// filterSlow is the reference Filter (see fastjson.go).
+func filterSlow(body []byte) json.RawMessage {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
@@ -214,6 +231,15 @@ func lowerFirst(s string) string {
 // BuildEvent turns an api.AuditEvent into a CloudTrail record for region
 // and account (the key owner: recipientAccountId).
 func BuildEvent(ev api.AuditEvent, region, accountID, nodeID string) Event {
+	return buildEvent(ev, region, accountID, nodeID, newUUID())
+}
+
+// buildEvent is BuildEvent with the event id given.
+func buildEvent(ev api.AuditEvent, region, accountID, nodeID, eventID string) Event {
+	// Each body is scanned once, for its parameters and its resources.
+	var reqBuf, respBuf [16]member
+	reqM, reqOK := parseTop(ev.Request, reqBuf[:0])
+	respM, respOK := parseTop(ev.Response, respBuf[:0])
 	e := Event{
 		EventVersion:       EventVersion,
 		UserIdentity:       identity(ev.Info.Caller.ARN, ev.Info.Caller.AccountID, ev.Info.Caller.AccessKeyID),
@@ -225,10 +251,10 @@ func BuildEvent(ev api.AuditEvent, region, accountID, nodeID string) Event {
 		UserAgent:          ev.Info.UserAgent,
 		ErrorCode:          ev.ErrorCode,
 		ErrorMessage:       ev.ErrorMessage,
-		RequestParameters:  Filter(ev.Request),
-		ResponseElements:   Filter(ev.Response),
+		RequestParameters:  filterParsed(ev.Request, reqM, reqOK),
+		ResponseElements:   filterParsed(ev.Response, respM, respOK),
 		RequestID:          ev.Info.RequestID,
-		EventID:            newUUID(),
+		EventID:            eventID,
 		ReadOnly:           ev.Operation != api.OperationUnknown && !writeOperations[ev.Operation],
 		EventType:          "AwsApiCall",
 		ManagementEvent:    true,
@@ -236,7 +262,10 @@ func BuildEvent(ev api.AuditEvent, region, accountID, nodeID string) Event {
 		EventCategory:      "Management",
 		NodeID:             nodeID,
 	}
-	e.Resources = resources(ev.Request, ev.Response, region, accountID)
+	rs := resourceSet{region: region, account: accountID}
+	rs.addBody(ev.Request, reqM, reqOK)
+	rs.addBody(ev.Response, respM, respOK)
+	e.Resources = rs.out
 	return e
 }
 
@@ -264,45 +293,46 @@ func identity(arn, account, akid string) UserIdentity {
 	return u
 }
 
-// resources lists the KMS keys a request or its response names by ARN or
-// key id (aliases cannot be resolved here and are left out).
-func resources(req, resp []byte, region, account string) []Resource {
-	var out []Resource
-	seen := map[string]bool{}
-	add := func(id string) {
-		arn := keyARN(id, region, account)
-		if arn == "" || seen[arn] {
+// addBody adds the KMS keys body names by ARN or key id to the event's
+// resources (aliases cannot be resolved here and are left out); ms is
+// body parsed by parseTop if ok.
+func (s *resourceSet) addBody(body []byte, ms []member, ok bool) {
+	if ok {
+		if ids, skip, ok := resourceIDs(ms); ok {
+			if !skip {
+				for _, id := range ids {
+					if len(id) > 0 {
+						s.add(string(id))
+					}
+				}
+			}
 			return
 		}
-		seen[arn] = true
-		acct := account
-		if p := strings.SplitN(arn, ":", 6); len(p) == 6 {
-			acct = p[4]
-		}
-		out = append(out, Resource{ARN: arn, Type: "AWS::KMS::Key", AccountID: acct})
 	}
-	for _, body := range [][]byte{req, resp} {
-		var m struct {
-			KeyID         string `json:"KeyId"`
-			KeyArn        string `json:"KeyArn"`
-			TargetKeyID   string `json:"TargetKeyId"`
-			SourceKeyID   string `json:"SourceKeyId"`
-			DestinationID string `json:"DestinationKeyId"`
-			KeyMetadata   *struct {
-				Arn string `json:"Arn"`
-			} `json:"KeyMetadata"`
-		}
-		if len(body) == 0 || json.Unmarshal(body, &m) != nil {
-			continue
-		}
-		for _, id := range []string{m.KeyID, m.KeyArn, m.TargetKeyID, m.SourceKeyID, m.DestinationID} {
-			add(id)
-		}
-		if m.KeyMetadata != nil {
-			add(m.KeyMetadata.Arn)
-		}
+	s.addSlow(body)
+}
+
+// addSlow is the reference addBody (see fastjson.go).
+func (s *resourceSet) addSlow(body []byte) {
+	var m struct {
+		KeyID         string `json:"KeyId"`
+		KeyArn        string `json:"KeyArn"`
+		TargetKeyID   string `json:"TargetKeyId"`
+		SourceKeyID   string `json:"SourceKeyId"`
+		DestinationID string `json:"DestinationKeyId"`
+		KeyMetadata   *struct {
+			Arn string `json:"Arn"`
+		} `json:"KeyMetadata"`
 	}
-	return out
+	if len(body) == 0 || json.Unmarshal(body, &m) != nil {
+		return
+	}
+	for _, id := range []string{m.KeyID, m.KeyArn, m.TargetKeyID, m.SourceKeyID, m.DestinationID} {
+		s.add(id)
+	}
+	if m.KeyMetadata != nil {
+		s.add(m.KeyMetadata.Arn)
+	}
 }
 
 // keyARN returns the key ARN id names: id itself if it is a key ARN, the

@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/kmsd/kmsd/api"
@@ -130,6 +129,15 @@ func (d *Digest) signedMessage() []byte {
 // Writer appends hash-chained, periodically signed CloudTrail-style
 // records to files in a directory. It implements api.Auditor and is safe
 // for concurrent use.
+//
+// Group commit: Record chains its record and appends it to the pending
+// batch under mu, then waits until the batch is on disk. One caller at a
+// time (the flusher) takes the whole pending batch, writes it with one
+// write and one fsync outside mu, wakes the batch's callers and hands the
+// flusher role to one caller of the next batch, which filled up
+// meanwhile. Nobody delays a batch to let it grow: it grows by itself
+// while the previous one is written, so a lone caller pays one write and
+// one fsync, and concurrent callers share them.
 type Writer struct {
 	opts  Options
 	log   *slog.Logger
@@ -138,22 +146,43 @@ type Writer struct {
 	keyID string
 
 	mu          sync.Mutex
+	idle        sync.Cond // on mu: signalled when flushing ends
 	f           *os.File
 	index       int
 	fileID      string
 	nextSeq     int64
 	lastHash    [sha256.Size]byte
-	size        int64
+	size        int64 // of the file, pending bytes included
 	sinceDigest int
-	gen         uint64 // records written, all files
+	pending     []byte // chained records not written yet: the next batch
+	next        *batch // the callers waiting for pending
+	spare       []byte // the previous batch's buffer, for reuse
+	gen         uint64 // records chained, all files (for tests)
+	batches     uint64 // batches written (for tests)
+	flushing    bool   // a flusher is writing a batch outside mu
 	err         error  // sticky write failure
 	closed      bool
+}
 
-	syncMu sync.Mutex
-	synced atomic.Uint64 // gen known to be on disk
+// batch is the fate of a group of records written together.
+type batch struct {
+	done chan struct{} // closed once the batch is durable, or failed (err)
+	lead chan struct{} // (cap 1) makes one waiting caller the flusher
+	err  error         // set before done is closed
+	n    int           // records of callers waiting for it
+}
+
+func newBatch() *batch {
+	return &batch{done: make(chan struct{}), lead: make(chan struct{}, 1)}
 }
 
 var _ api.Auditor = (*Writer)(nil)
+
+// maxSpareBytes bounds the batch buffer kept for reuse.
+const maxSpareBytes = 1 << 20
+
+// eventBufs holds buffers for marshalling events outside mu.
+var eventBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // Open opens the audit log in opts.Dir: it loads (or, on first start,
 // creates) the node key and starts a new file chained to the last one.
@@ -170,7 +199,8 @@ func Open(opts Options) (*Writer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Writer{opts: opts, log: opts.Logger}
+	w := &Writer{opts: opts, log: opts.Logger, next: newBatch()}
+	w.idle.L = &w.mu
 	if w.log == nil {
 		w.log = slog.Default()
 	}
@@ -205,15 +235,6 @@ func Open(opts Options) (*Writer, error) {
 	if err := w.openNext(prevInfo); err != nil {
 		return nil, err
 	}
-	if !opts.NoSync {
-		if err := w.f.Sync(); err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		if d, err := os.Open(opts.Dir); err == nil {
-			_ = d.Sync()
-			d.Close()
-		}
-	}
 	return w, nil
 }
 
@@ -228,13 +249,13 @@ func (w *Writer) Path() string {
 }
 
 // Record appends ev as one CloudTrail-style record and returns once it is
-// on disk (unless Options.NoSync). After a write failure every call fails.
+// on disk (written and fsynced; with Options.NoSync, written). After a
+// write failure every call fails.
 func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 	e := BuildEvent(ev, w.opts.Region, w.opts.AccountID, w.opts.NodeID)
-	body, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
+	bp := eventBufs.Get().(*[]byte)
+	body := appendEvent((*bp)[:0], &e)
+
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -245,23 +266,109 @@ func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 		w.mu.Unlock()
 		return err
 	}
-	w.writeLine(body)
+	w.appendLine(body)
+	if cap(body) <= 64<<10 {
+		*bp = body[:0]
+		eventBufs.Put(bp)
+	}
+	mine := w.next
+	mine.n++
 	w.sinceDigest++
-	if w.err == nil && w.sinceDigest >= w.opts.DigestEvery {
-		w.writeDigest(ReasonPeriodic, false)
+	if w.sinceDigest >= w.opts.DigestEvery {
+		w.appendDigest(ReasonPeriodic, false)
 	}
-	if w.err == nil && w.size >= w.opts.MaxBytes {
-		w.rotate()
+	if w.size >= w.opts.MaxBytes {
+		w.rotate() // writes mine
 	}
-	gen, err := w.gen, w.err
+	for {
+		if mine == w.next && !w.flushing {
+			w.flush()
+		}
+		w.mu.Unlock()
+		select {
+		case <-mine.done:
+			return mine.err
+		case <-mine.lead:
+		}
+		w.mu.Lock()
+	}
+}
+
+// flush takes the pending batch, writes it (and fsyncs it, unless NoSync)
+// with w.mu released meanwhile, so that the next batch can fill up, and
+// hands over to the next batch. w.mu is held and no flush is running.
+func (w *Writer) flush() {
+	b, data, f := w.next, w.pending, w.f
+	w.next, w.pending, w.spare = newBatch(), w.spare[:0], nil
+	w.flushing = true
 	w.mu.Unlock()
-	if err != nil {
-		return err
+	err := w.writeAndSync(f, data)
+	w.mu.Lock()
+	w.flushing = false
+	if cap(data) <= maxSpareBytes {
+		w.spare = data[:0]
+	}
+	w.finish(b, err)
+	if w.next.n > 0 {
+		select { // one of the next batch's callers writes it
+		case w.next.lead <- struct{}{}:
+		default:
+		}
+	}
+	w.idle.Broadcast()
+}
+
+// flushLocked writes the pending batch without releasing w.mu, for
+// rotation and Close. No flush is running.
+func (w *Writer) flushLocked() {
+	b, data := w.next, w.pending
+	w.next = newBatch()
+	err := w.writeAndSync(w.f, data)
+	w.pending = data[:0]
+	w.finish(b, err)
+}
+
+// testHookBeforeWrite, if set (tests only), runs before a batch is written.
+var testHookBeforeWrite func()
+
+func (w *Writer) writeAndSync(f *os.File, data []byte) error {
+	if testHookBeforeWrite != nil {
+		testHookBeforeWrite()
+	}
+	if len(data) > 0 {
+		n, err := f.Write(data)
+		if err != nil {
+			return fmt.Errorf("audit: %w (%d of %d bytes written)", err, n, len(data))
+		}
 	}
 	if w.opts.NoSync {
 		return nil
 	}
-	return w.syncTo(gen)
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("audit: fsync: %w", err)
+	}
+	return nil
+}
+
+// finish settles batch b, written with outcome err. After a failure
+// nothing more is written: the next batch fails too. w.mu is held.
+func (w *Writer) finish(b *batch, err error) {
+	if err != nil && w.err == nil {
+		w.err = err
+		w.log.Error("audit write failed; requests fail until kmsd is restarted (unless -audit-fail-open)", "err", err)
+	}
+	if w.err != nil {
+		b.err = w.err
+		close(b.done)
+		if w.next.n > 0 {
+			failed := w.next
+			w.next = newBatch()
+			w.finish(failed, nil)
+		}
+		return
+	}
+	w.batches++
+	close(b.done)
 }
 
 // Close writes a final digest and closes the file. Later Records fail
@@ -269,17 +376,16 @@ func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.flushing {
+		w.idle.Wait()
+	}
 	if w.closed {
 		return nil
 	}
 	w.closed = true
 	if w.err == nil {
-		w.writeDigest(ReasonShutdown, true)
-	}
-	if w.err == nil && !w.opts.NoSync {
-		if err := w.f.Sync(); err != nil {
-			w.err = fmt.Errorf("audit: fsync: %w", err)
-		}
+		w.appendDigest(ReasonShutdown, true)
+		w.flushLocked() // the records still pending too
 	}
 	if err := w.f.Close(); err != nil && w.err == nil {
 		w.err = fmt.Errorf("audit: %w", err)
@@ -287,68 +393,22 @@ func (w *Writer) Close() error {
 	return w.err
 }
 
-// syncTo returns once every record up to gen is on disk. Concurrent callers
-// share fsyncs (group commit): whoever holds syncMu syncs everything
-// written so far.
-func (w *Writer) syncTo(gen uint64) error {
-	if w.synced.Load() >= gen {
-		return nil
-	}
-	w.syncMu.Lock()
-	defer w.syncMu.Unlock()
-	if w.synced.Load() >= gen {
-		return nil
-	}
-	w.mu.Lock()
-	f, target := w.f, w.gen
-	w.mu.Unlock()
-	if err := f.Sync(); err != nil {
-		if w.synced.Load() >= gen { // rotated (and synced) meanwhile
-			return nil
-		}
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = fmt.Errorf("audit: fsync: %w", err)
-		}
-		w.mu.Unlock()
-		return fmt.Errorf("audit: fsync: %w", err)
-	}
-	w.markSynced(target)
-	return nil
-}
-
-func (w *Writer) markSynced(gen uint64) {
-	for {
-		cur := w.synced.Load()
-		if cur >= gen || w.synced.CompareAndSwap(cur, gen) {
-			return
-		}
-	}
-}
-
-// writeLine appends one record: body is a JSON object to which the chain
-// fields are added. w.mu is held; a failure is left in w.err.
-func (w *Writer) writeLine(body []byte) {
-	var buf bytes.Buffer
-	buf.Grow(len(body) + 120)
-	buf.Write(body[:len(body)-1])
-	buf.WriteString(`,"kmsdSeq":`)
-	buf.WriteString(strconv.FormatInt(w.nextSeq, 10))
-	buf.WriteString(`,"kmsdPrevHash":"`)
+// appendLine chains one record and adds it to the pending batch: body is a
+// JSON object to which the chain fields are added. w.mu is held.
+func (w *Writer) appendLine(body []byte) {
+	start := len(w.pending)
+	buf := append(w.pending, body[:len(body)-1]...)
+	buf = append(buf, `,"kmsdSeq":`...)
+	buf = strconv.AppendInt(buf, w.nextSeq, 10)
+	buf = append(buf, `,"kmsdPrevHash":"`...)
 	if w.nextSeq > 0 || w.lastHash != ([sha256.Size]byte{}) {
-		buf.WriteString(hex.EncodeToString(w.lastHash[:]))
+		buf = hex.AppendEncode(buf, w.lastHash[:])
 	}
-	buf.WriteString(`"}`)
-	hash := sha256.Sum256(buf.Bytes())
-	buf.WriteByte('\n')
-	n, err := w.f.Write(buf.Bytes())
-	w.size += int64(n)
-	if err != nil {
-		w.err = fmt.Errorf("audit: write %s: %w", w.f.Name(), err)
-		w.log.Error("audit write failed; requests fail until kmsd is restarted (unless -audit-fail-open)", "err", err)
-		return
-	}
-	w.lastHash = hash
+	buf = append(buf, `"}`...)
+	w.lastHash = sha256.Sum256(buf[start:])
+	buf = append(buf, '\n')
+	w.pending = buf
+	w.size += int64(len(buf) - start)
 	w.nextSeq++
 	w.gen++
 }
@@ -361,7 +421,7 @@ func (w *Writer) lastHashHex() string {
 	return hex.EncodeToString(w.lastHash[:])
 }
 
-func (w *Writer) writeDigest(reason string, final bool) {
+func (w *Writer) appendDigest(reason string, final bool) {
 	d := Digest{
 		RecordType: TypeDigest,
 		FileID:     w.fileID,
@@ -373,7 +433,7 @@ func (w *Writer) writeDigest(reason string, final bool) {
 		PrevHash:   w.lastHashHex(),
 	}
 	d.Signature = base64.StdEncoding.EncodeToString(ed25519.Sign(w.priv, d.signedMessage()))
-	// The chain fields are appended by writeLine, with the same values.
+	// The chain fields are appended by appendLine, with the same values.
 	body, _ := json.Marshal(struct {
 		RecordType string `json:"kmsdRecordType"`
 		FileID     string `json:"fileId"`
@@ -383,35 +443,41 @@ func (w *Writer) writeDigest(reason string, final bool) {
 		KeyID      string `json:"keyId"`
 		Signature  string `json:"signature"`
 	}{d.RecordType, d.FileID, d.Time, d.Reason, d.Final, d.KeyID, d.Signature})
-	w.writeLine(body)
+	w.appendLine(body)
 	w.sinceDigest = 0
 }
 
 // rotate closes the current file with a final digest and starts the next.
+// w.mu is held; it waits for a running flush, whose file this is.
 func (w *Writer) rotate() {
-	w.writeDigest(ReasonRotate, true)
+	for w.flushing {
+		w.idle.Wait()
+	}
+	// Another caller may have rotated, failed or closed meanwhile.
+	if w.err != nil || w.closed || w.size < w.opts.MaxBytes {
+		return
+	}
+	w.appendDigest(ReasonRotate, true)
+	w.flushLocked()
 	if w.err != nil {
 		return
 	}
-	if !w.opts.NoSync {
-		if err := w.f.Sync(); err != nil {
-			w.err = fmt.Errorf("audit: fsync: %w", err)
-			return
-		}
-	}
-	w.markSynced(w.gen)
 	old := w.f
 	prev := &tailInfo{name: filepath.Base(old.Name()), seq: w.nextSeq - 1, hash: w.lastHash, closed: true}
 	if err := w.openNext(prev); err != nil {
-		w.err = err
+		if w.err == nil {
+			w.err = err
+		}
 		return
 	}
 	old.Close()
 	w.log.Info("audit file rotated", "file", w.f.Name())
 }
 
-// openNext creates the file after w.index and writes its header. w.mu is
-// held (or w is not shared yet).
+// openNext creates the file after w.index and writes its header (and,
+// unless NoSync, fsyncs it and the directory, so that the file is there
+// after a crash). w.mu is held (or w is not shared yet) and no flush is
+// running; the pending batch is empty.
 func (w *Writer) openNext(prev *tailInfo) error {
 	index := w.index + 1
 	path := filepath.Join(w.opts.Dir, fileName(index))
@@ -442,8 +508,18 @@ func (w *Writer) openNext(prev *tailInfo) error {
 		}
 	}
 	body, _ := json.Marshal(h)
-	w.writeLine(body)
-	return w.err
+	w.appendLine(body)
+	w.flushLocked()
+	if w.err != nil {
+		return w.err
+	}
+	if !w.opts.NoSync {
+		if d, err := os.Open(w.opts.Dir); err == nil {
+			_ = d.Sync()
+			d.Close()
+		}
+	}
+	return nil
 }
 
 func fileName(index int) string { return fmt.Sprintf("%s%06d%s", filePrefix, index, fileSuffix) }
