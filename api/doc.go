@@ -14,4 +14,11 @@
 // reaches the service. Request and response bodies are never logged.
 // Config.Observe, when set, is told the operation, outcome and latency of
 // every KMS request (for metrics; see package metrics).
+//
+// The handler also serves kmsd's Batch API, operations outside AWS KMS on
+// the same protocol under X-Amz-Target KmsdService.* (BatchEncrypt,
+// BatchDecrypt, BatchGenerateDataKey, BatchGenerateDataKeyWithoutPlaintext):
+// up to 1,000 items per request, each validated, authorized, audited and
+// run exactly as the single operation, with one result per item. batch.go
+// documents the shapes; package kmsdclient is a Go client.
 package api

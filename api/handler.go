@@ -146,15 +146,21 @@ type Config struct {
 	Logger       *slog.Logger // nil: slog.Default()
 	NodeID       string       // sent as X-Kmsd-Served-By on every response
 	MaxBodyBytes int64        // 0: DefaultMaxBodyBytes
+	// MaxBatchBodyBytes caps the body of a batch request (KmsdService
+	// targets, see batch.go); 0: DefaultMaxBatchBodyBytes. The target
+	// header picks the cap before the body is read.
+	MaxBatchBodyBytes int64
 	// Ready reports whether the node's state is caught up enough to serve
 	// KMS operations (nil: always). Until it is, KMS requests get a 503
 	// DependencyTimeoutException, which the SDKs retry.
 	Ready func() bool
 	// Observe, if set, is called exactly once for every KMS request (POST /)
 	// the handler answers, errors included, after the response is written.
-	// operation is the TrentService operation named by X-Amz-Target when the
-	// handler serves it (also when the request then fails authentication),
-	// else OperationUnknown: it never carries a client-chosen string.
+	// operation is the TrentService or batch (KmsdService) operation named
+	// by X-Amz-Target when the handler serves it (also when the request
+	// then fails authentication), else OperationUnknown: it never carries a
+	// client-chosen string. A batch request is observed once, whatever its
+	// number of items.
 	// outcome is OutcomeOK or the AWS exception name (the __type, e.g.
 	// "NotFoundException"). elapsed runs from the request's arrival until the
 	// response has been written to the ResponseWriter. Requests to other
@@ -165,7 +171,8 @@ type Config struct {
 	Observe func(operation, outcome string, elapsed time.Duration)
 	// Audit, if set, is given one AuditEvent for every KMS request (POST /)
 	// the handler answers, success or failure, before the response is
-	// written. If it returns an error the client gets a 500
+	// written; for a batch request that runs its items, one AuditEvent per
+	// item instead (see batch.go). If it returns an error the client gets a 500
 	// KMSInternalException instead of the answer (fail closed: no answer
 	// without a record), unless AuditFailOpen is set, in which case the
 	// error is logged and the answer sent. A mutation has already been
@@ -225,6 +232,9 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 0 {
 		errs = append(errs, fmt.Errorf("api: Config.MaxBodyBytes %d is negative", c.MaxBodyBytes))
 	}
+	if c.MaxBatchBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("api: Config.MaxBatchBodyBytes %d is negative", c.MaxBatchBodyBytes))
+	}
 	return errors.Join(errs...)
 }
 
@@ -239,6 +249,9 @@ type Handler struct {
 	observe func(operation, outcome string, elapsed time.Duration)
 	ops     map[string]opHandler
 	extra   *http.ServeMux
+
+	batchOps     map[string]batchOp // nil unless Config.KMS implements BatchKMS
+	maxBatchBody int64
 
 	audit Auditor
 	// auditFailOpen answers requests whose audit record failed.
@@ -264,7 +277,8 @@ func op[In, Out any](fn func(context.Context, *In) (*Out, error)) opHandler {
 			if err := validateInput(in); err != nil {
 				return nil, err
 			}
-			out, err := fn(ctx, in)
+			// Authorization reads condition keys from the input.
+			out, err := fn(service.WithRequestInput(ctx, in), in)
 			if err != nil {
 				return nil, err
 			}
@@ -349,6 +363,13 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.ops["ImportKeyMaterial"] = op(im.ImportKeyMaterial)
 		h.ops["DeleteImportedKeyMaterial"] = op(im.DeleteImportedKeyMaterial)
 	}
+	if b, ok := k.(BatchKMS); ok {
+		h.batchOps = batchOps(b)
+	}
+	h.maxBatchBody = cfg.MaxBatchBodyBytes
+	if h.maxBatchBody == 0 {
+		h.maxBatchBody = DefaultMaxBatchBodyBytes
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -364,6 +385,11 @@ func NewHandler(cfg Config) (*Handler, error) {
 	// fails at startup rather than on a request.
 	for name, o := range h.ops {
 		if _, err := rulesFor(o.inType); err != nil {
+			return nil, fmt.Errorf("api: operation %s: %w", name, err)
+		}
+	}
+	for name, o := range h.batchOps {
+		if _, err := rulesFor(reflect.TypeOf(o.inType).Elem()); err != nil {
 			return nil, fmt.Errorf("api: operation %s: %w", name, err)
 		}
 	}
@@ -396,6 +422,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		UserAgent: r.UserAgent(),
 		// Only "strong" changes anything; other values read locally.
 		Consistency: r.Header.Get(HeaderConsistency),
+		// aws:SecureTransport.
+		SecureTransport: r.TLS != nil,
 	}
 	hdr := w.Header()
 	// Assigned directly to keep AWS's spelling: Set would canonicalise the
@@ -404,6 +432,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set(HeaderServedBy, h.nodeID)
 
 	if r.URL.Path == "/" && r.Method == http.MethodPost {
+		if isBatchTarget(r) {
+			h.serveBatch(w, r, &info, start)
+			return
+		}
 		h.serveKMS(w, r, &info, start)
 		return
 	}
@@ -496,9 +528,15 @@ func firstNonEmptyString(a, b string) string {
 // at the header alone, so requests that fail before the operation lookup
 // (body limit, authentication) are still attributed to their operation.
 func (h *Handler) operationLabel(r *http.Request) string {
-	name, ok := strings.CutPrefix(r.Header.Get(HeaderTarget), TargetPrefix)
-	if _, known := h.ops[name]; ok && known {
-		return name
+	target := r.Header.Get(HeaderTarget)
+	if name, ok := strings.CutPrefix(target, TargetPrefix); ok {
+		if _, known := h.ops[name]; known {
+			return name
+		}
+	} else if name, ok := strings.CutPrefix(target, BatchTargetPrefix); ok {
+		if _, known := h.batchOps[name]; known {
+			return name
+		}
 	}
 	return OperationUnknown
 }
@@ -529,7 +567,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.Requ
 		return nil, tooLarge(h.maxBody)
 	}
 	// 2. Read the body (chunked bodies are capped by MaxBytesReader).
-	body, err := h.readBody(w, r)
+	body, err := h.readBody(w, r, h.maxBody)
 	if err != nil {
 		return nil, err
 	}
@@ -558,33 +596,42 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.Requ
 		return nil, errThrottled()
 	}
 	// 5. Content type.
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != ContentTypeJSON && mt != "application/json") {
-			return nil, apiError(ErrSerialization, "Content-Type must be "+ContentTypeJSON)
-		}
+	if err := checkContentType(r); err != nil {
+		return nil, err
 	}
 	// 6. Decode, validate, call.
 	return o.serve(service.WithRequestInfo(r.Context(), *info), body)
+}
+
+// checkContentType accepts no Content-Type, AWS JSON 1.1 and plain JSON.
+func checkContentType(r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != ContentTypeJSON && mt != "application/json") {
+			return apiError(ErrSerialization, "Content-Type must be "+ContentTypeJSON)
+		}
+	}
+	return nil
 }
 
 func tooLarge(limit int64) error {
 	return apiError(ErrRequestTooLarge, "Request body is larger than the limit of "+strconv.FormatInt(limit, 10)+" bytes")
 }
 
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+// readBody reads the body, at most limit bytes.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	rd := http.MaxBytesReader(w, r.Body, h.maxBody)
+	rd := http.MaxBytesReader(w, r.Body, limit)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength)) // <= maxBody, checked above
+		buf.Grow(int(r.ContentLength)) // <= limit, checked by the caller
 	}
 	if _, err := buf.ReadFrom(rd); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			w.Header().Set("Connection", "close")
-			return nil, tooLarge(h.maxBody)
+			return nil, tooLarge(limit)
 		}
 		return nil, apiError(ErrSerialization, "Could not read the request body")
 	}
@@ -658,7 +705,9 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.R
 	status := http.StatusOK
 	errName := ""
 	if err == nil {
-		if out == nil {
+		if raw, ok := out.(rawJSON); ok {
+			payload = raw
+		} else if out == nil {
 			payload = []byte("{}")
 		} else if payload, err = json.Marshal(out); err != nil {
 			err = fmt.Errorf("api: encoding %s output: %w", opName, err)

@@ -279,6 +279,16 @@ func burst(rate float64) float64 { return math.Max(1, rate) }
 // lists decides the rates and keys the buckets; if it lists none, the
 // first non-empty name keys them.
 func (l *QuotaLimiter) Allow(op string, names ...string) bool {
+	return l.AllowN(op, 1, names...) == 1
+}
+
+// AllowN is Allow for n requests of op at once (the items of a batch): it
+// takes as many of the n tokens as the principal's bucket holds and
+// returns how many it took, n when op is not limited for the principal.
+func (l *QuotaLimiter) AllowN(op string, n int, names ...string) int {
+	if n <= 0 {
+		return 0
+	}
 	key, principal := "", ""
 	for _, n := range names {
 		if n == "" {
@@ -292,7 +302,7 @@ func (l *QuotaLimiter) Allow(op string, names ...string) bool {
 		}
 	}
 	if key == "" {
-		return true // unauthenticated: no principal to charge
+		return n // unauthenticated: no principal to charge
 	}
 	if principal != "" {
 		key = principal // a listed name has its own budget
@@ -300,7 +310,7 @@ func (l *QuotaLimiter) Allow(op string, names ...string) bool {
 	group := QuotaGroup(op)
 	rate := l.rate(principal, group)
 	if rate <= 0 {
-		return true
+		return n
 	}
 	now := l.now()
 
@@ -324,20 +334,19 @@ func (l *QuotaLimiter) Allow(op string, names ...string) bool {
 		b = &tokenBucket{tokens: burst(rate), last: now}
 		p.buckets[group] = b
 	}
-	return b.take(rate, now)
+	return b.take(rate, now, n)
 }
 
-// take refills b up to now and takes a token if there is one.
-func (b *tokenBucket) take(rate float64, now time.Time) bool {
+// take refills b up to now and takes up to n whole tokens; it returns how
+// many it took.
+func (b *tokenBucket) take(rate float64, now time.Time, n int) int {
 	if el := now.Sub(b.last); el > 0 {
 		b.tokens = math.Min(burst(rate), b.tokens+el.Seconds()*rate)
 		b.last = now
 	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true
-	}
-	return false
+	took := int(math.Min(float64(n), math.Floor(b.tokens)))
+	b.tokens -= float64(took)
+	return took
 }
 
 // evictIdle drops principals unseen for quotaIdle (a few per call, from the

@@ -3,9 +3,14 @@ package service
 import (
 	"context"
 	"maps"
+	"math"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/fsm"
 )
 
@@ -38,14 +43,36 @@ import (
 //     from kmsd itself (maintenance, in-process tests) and is allowed; the
 //     api layer attaches the authenticated caller to every request.
 //
-// The condition keys of a request are kms:CallerAccount, aws:PrincipalArn,
-// aws:PrincipalAccount, kms:EncryptionContext:KEY and
-// kms:EncryptionContextKeys (operations with an encryption context),
-// kms:RequestAlias (a KeyId that is an alias), kms:KeySpec, kms:KeyUsage,
-// kms:KeyOrigin, kms:GrantOperations, kms:GranteePrincipal,
-// kms:RetiringPrincipal, kms:GrantConstraintType and
-// kms:GrantIsForAWSResource (CreateGrant), kms:BypassPolicyLockoutSafetyCheck
-// (CreateKey, PutKeyPolicy). kms:ViaService is never present.
+// The condition keys of a request (buildContext) are those AWS KMS puts in
+// the request context of the same operation, with AWS's value types:
+//
+//   - every request: kms:CallerAccount, aws:PrincipalArn,
+//     aws:PrincipalAccount, aws:PrincipalType, aws:username (IAM users),
+//     aws:CurrentTime, aws:EpochTime, aws:SecureTransport, aws:SourceIp,
+//     aws:UserAgent, aws:RequestedRegion;
+//   - operations on a key: kms:KeySpec, kms:KeyUsage, kms:KeyOrigin (and
+//     the deprecated kms:CustomerMasterKeySpec / kms:CustomerMasterKeyUsage),
+//     kms:MultiRegion, kms:MultiRegionKeyType, aws:ResourceAccount,
+//     aws:ResourceTag/KEY, kms:ResourceAliases (read only when a policy
+//     asks for it), kms:RequestAlias (a KeyId that is an alias);
+//   - operations with an encryption context: kms:EncryptionContext:KEY and
+//     kms:EncryptionContextKeys (CreateGrant: those of its constraints);
+//   - request parameters (requestConditions): kms:EncryptionAlgorithm,
+//     kms:SigningAlgorithm, kms:MessageType, kms:MacAlgorithm,
+//     kms:DataKeyPairSpec, kms:ReEncryptOnSameKey, kms:WrappingAlgorithm,
+//     kms:WrappingKeySpec, kms:ExpirationModel, kms:ValidTo,
+//     kms:RotationPeriodInDays, kms:GrantOperations, kms:GranteePrincipal,
+//     kms:RetiringPrincipal, kms:GrantConstraintType,
+//     kms:BypassPolicyLockoutSafetyCheck, aws:RequestTag/KEY, aws:TagKeys,
+//     and for CreateKey kms:KeySpec, kms:KeyUsage, kms:KeyOrigin and
+//     kms:MultiRegion from the request;
+//   - kms:GrantIsForAWSResource is false for CreateGrant, ListGrants and
+//     RevokeGrant: no AWS service calls kmsd.
+//
+// kms:ViaService is never present, for the same reason: a StringEquals on
+// it does not match, its IfExists form and the negated operators do, and
+// Null is true. Any other key is absent and evaluated as IAM evaluates a
+// missing key.
 
 // authzRequest is one authorization question.
 type authzRequest struct {
@@ -72,24 +99,75 @@ const (
 	lockoutMessage = "The new key policy will not allow you to update the key policy in the future."
 )
 
+// Condition key names, lower-cased as the evaluator looks them up.
+const (
+	condCallerAccount           = "kms:calleraccount"
+	condPrincipalARN            = "aws:principalarn"
+	condPrincipalAccount        = "aws:principalaccount"
+	condPrincipalType           = "aws:principaltype"
+	condUsername                = "aws:username"
+	condCurrentTime             = "aws:currenttime"
+	condEpochTime               = "aws:epochtime"
+	condSecureTransport         = "aws:securetransport"
+	condSourceIP                = "aws:sourceip"
+	condUserAgent               = "aws:useragent"
+	condRequestedRegion         = "aws:requestedregion"
+	condResourceAccount         = "aws:resourceaccount"
+	condKeySpec                 = "kms:keyspec"
+	condCMKSpec                 = "kms:customermasterkeyspec"
+	condKeyUsage                = "kms:keyusage"
+	condCMKUsage                = "kms:customermasterkeyusage"
+	condKeyOrigin               = "kms:keyorigin"
+	condMultiRegion             = "kms:multiregion"
+	condMultiRegionKeyType      = "kms:multiregionkeytype"
+	condResourceAliases         = "kms:resourcealiases"
+	condRequestAlias            = "kms:requestalias"
+	condEncryptionContextKeys   = "kms:encryptioncontextkeys"
+	condEncryptionContextPrefix = "kms:encryptioncontext:"
+	condResourceTagPrefix       = "aws:resourcetag/"
+	condRequestTagPrefix        = "aws:requesttag/"
+	condTagKeys                 = "aws:tagkeys"
+	condGrantIsForAWSResource   = "kms:grantisforawsresource"
+	condGrantOperations         = "kms:grantoperations"
+	condGranteePrincipal        = "kms:granteeprincipal"
+	condRetiringPrincipal       = "kms:retiringprincipal"
+	condGrantConstraintType     = "kms:grantconstrainttype"
+	condBypassLockout           = "kms:bypasspolicylockoutsafetycheck"
+	condEncryptionAlgorithm     = "kms:encryptionalgorithm"
+	condSigningAlgorithm        = "kms:signingalgorithm"
+	condMessageType             = "kms:messagetype"
+	condMacAlgorithm            = "kms:macalgorithm"
+	condDataKeyPairSpec         = "kms:datakeypairspec"
+	condReEncryptOnSameKey      = "kms:reencryptonsamekey"
+	condWrappingAlgorithm       = "kms:wrappingalgorithm"
+	condWrappingKeySpec         = "kms:wrappingkeyspec"
+	condExpirationModel         = "kms:expirationmodel"
+	condValidTo                 = "kms:validto"
+	condRotationPeriodInDays    = "kms:rotationperiodindays"
+)
+
+// grantManagementActions are the operations kms:GrantIsForAWSResource
+// applies to.
+var grantManagementActions = []string{"CreateGrant", "ListGrants", "RevokeGrant"}
+
 // breakGlassActions are the actions the account root may always perform.
 var breakGlassActions = []string{"GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies"}
 
 func (s *Service) rootARN() string { return "arn:aws:iam::" + s.cfg.AccountID + ":root" }
 
-// authzCaller returns the caller of ctx, or ok false for kmsd's own calls.
-func (s *Service) authzCaller(ctx context.Context) (c Caller, isRoot, ok bool) {
-	ri, ok := RequestInfoFrom(ctx)
+// authzCaller returns the request information of ctx with its caller's
+// account filled in, or ok false for kmsd's own calls.
+func (s *Service) authzCaller(ctx context.Context) (ri RequestInfo, isRoot, ok bool) {
+	ri, ok = RequestInfoFrom(ctx)
 	if !ok {
-		return Caller{}, false, false
+		return RequestInfo{}, false, false
 	}
-	c = ri.Caller
-	if c.AccountID == "" {
-		if p := strings.SplitN(c.ARN, ":", 6); len(p) == 6 {
-			c.AccountID = p[4]
+	if ri.Caller.AccountID == "" {
+		if p := strings.SplitN(ri.Caller.ARN, ":", 6); len(p) == 6 {
+			ri.Caller.AccountID = p[4]
 		}
 	}
-	return c, c.ARN != "" && c.ARN == s.rootARN(), true
+	return ri, ri.Caller.ARN != "" && ri.Caller.ARN == s.rootARN(), true
 }
 
 func accessDenied(callerARN, action, resource, why string) error {
@@ -99,8 +177,11 @@ func accessDenied(callerARN, action, resource, why string) error {
 	return newError(ErrAccessDenied, "User: %s is not authorized to perform: kms:%s on resource: %s %s", callerARN, action, resource, why)
 }
 
-// buildContext assembles the evaluation context of a request.
-func (s *Service) buildContext(c Caller, isRoot bool, r *authzRequest) *authzContext {
+// buildContext assembles the evaluation context of a request. in is the
+// operation's input (requestInputFrom), or nil.
+func (s *Service) buildContext(ri RequestInfo, isRoot bool, r *authzRequest, in any) *authzContext {
+	c := ri.Caller
+	now := s.now().UTC()
 	ac := &authzContext{
 		callerARN:     c.ARN,
 		callerAccount: c.AccountID,
@@ -108,35 +189,110 @@ func (s *Service) buildContext(c Caller, isRoot bool, r *authzRequest) *authzCon
 		action:        actKMS + r.action,
 		resource:      "*",
 		keys: map[string][]string{
-			"kms:calleraccount":         {c.AccountID},
-			"aws:principalarn":          {c.ARN},
-			"aws:principalaccount":      {c.AccountID},
-			"kms:grantisforawsresource": {"false"},
+			condCallerAccount:    {c.AccountID},
+			condPrincipalARN:     {c.ARN},
+			condPrincipalAccount: {c.AccountID},
+			condCurrentTime:      {now.Format(time.RFC3339)},
+			condEpochTime:        {strconv.FormatInt(now.Unix(), 10)},
+			condSecureTransport:  {strconv.FormatBool(ri.SecureTransport)},
+			condRequestedRegion:  {s.cfg.Region},
 		},
 	}
-	if r.key != nil {
-		ac.resource = r.key.ARN
-		ac.keys["kms:keyspec"] = []string{r.key.KeySpec}
-		ac.keys["kms:keyusage"] = []string{r.key.KeyUsage}
-		ac.keys["kms:keyorigin"] = []string{r.key.Origin}
-	}
-	if r.hasEC && len(r.ec) > 0 {
-		keys := make([]string, 0, len(r.ec))
-		for k, v := range r.ec {
-			keys = append(keys, k)
-			name := "kms:encryptioncontext:" + strings.ToLower(k)
-			ac.keys[name] = append(ac.keys[name], v)
+	if t, name := principalTypeAndName(c.ARN); t != "" {
+		ac.keys[condPrincipalType] = []string{t}
+		if name != "" {
+			ac.keys[condUsername] = []string{name}
 		}
-		slices.Sort(keys)
-		ac.keys["kms:encryptioncontextkeys"] = keys
+	}
+	if a, err := netip.ParseAddr(ri.SourceIP); err == nil {
+		ac.keys[condSourceIP] = []string{a.Unmap().String()}
+	}
+	if ri.UserAgent != "" {
+		ac.keys[condUserAgent] = []string{ri.UserAgent}
+	}
+	if k := r.key; k != nil {
+		ac.resource = k.ARN
+		ac.keys[condKeySpec] = []string{k.KeySpec}
+		ac.keys[condCMKSpec] = []string{k.KeySpec}
+		ac.keys[condKeyUsage] = []string{k.KeyUsage}
+		ac.keys[condCMKUsage] = []string{k.KeyUsage}
+		ac.keys[condKeyOrigin] = []string{k.Origin}
+		ac.keys[condMultiRegion] = []string{strconv.FormatBool(k.MultiRegion)}
+		if k.MultiRegion {
+			// kmsd has no replicas: every multi-Region key is a primary.
+			ac.keys[condMultiRegionKeyType] = []string{"PRIMARY"}
+		}
+		if k.AccountID != "" {
+			ac.keys[condResourceAccount] = []string{k.AccountID}
+		}
+		for tk, tv := range k.Tags {
+			name := condResourceTagPrefix + strings.ToLower(tk)
+			ac.keys[name] = append(ac.keys[name], tv)
+		}
+		keyID := k.KeyID
+		ac.lazy = func(key string) ([]string, bool) {
+			if key != condResourceAliases || keyID == "" {
+				return nil, false
+			}
+			aliases, _ := s.fsm.ListAliases(keyID, "", math.MaxInt)
+			names := make([]string, len(aliases))
+			for i, a := range aliases {
+				names[i] = a.Name
+			}
+			return names, len(names) > 0
+		}
+	}
+	if slices.Contains(grantManagementActions, r.action) {
+		ac.keys[condGrantIsForAWSResource] = []string{"false"}
+	}
+	if r.hasEC {
+		addEncryptionContext(ac.keys, r.ec)
 	}
 	if alias := requestAlias(r.ref); alias != "" {
-		ac.keys["kms:requestalias"] = []string{alias}
+		ac.keys[condRequestAlias] = []string{alias}
 	}
-	for k, v := range r.extra {
-		ac.keys[strings.ToLower(k)] = v
+	for _, m := range []map[string][]string{s.requestConditions(r, in), r.extra} {
+		for k, v := range m {
+			ac.keys[strings.ToLower(k)] = v
+		}
 	}
 	return ac
+}
+
+// addEncryptionContext adds kms:EncryptionContext:KEY for each pair and
+// kms:EncryptionContextKeys (absent for an empty context).
+func addEncryptionContext(keys map[string][]string, ec map[string]string) {
+	if len(ec) == 0 {
+		return
+	}
+	names := make([]string, 0, len(ec))
+	for k, v := range ec {
+		names = append(names, k)
+		name := condEncryptionContextPrefix + strings.ToLower(k)
+		keys[name] = append(keys[name], v)
+	}
+	slices.Sort(names)
+	keys[condEncryptionContextKeys] = names
+}
+
+// principalTypeAndName returns aws:PrincipalType for an ARN, and the
+// friendly name of an IAM user (aws:username), which only users have.
+func principalTypeAndName(arn string) (typ, username string) {
+	p := strings.SplitN(arn, ":", 6)
+	if len(p) != 6 || p[0] != "arn" {
+		return "", ""
+	}
+	switch res := p[5]; {
+	case p[2] == "iam" && res == "root":
+		return "Account", ""
+	case p[2] == "iam" && strings.HasPrefix(res, "user/"):
+		return "User", res[strings.LastIndexByte(res, '/')+1:]
+	case p[2] == "sts" && strings.HasPrefix(res, "assumed-role/"):
+		return "AssumedRole", ""
+	case p[2] == "sts" && strings.HasPrefix(res, "federated-user/"):
+		return "FederatedUser", ""
+	}
+	return "", ""
 }
 
 // requestAlias returns the alias name a KeyId names (alias/x or an alias
@@ -166,10 +322,11 @@ func (s *Service) authorize(ctx context.Context, r authzRequest) error {
 
 // decide is authorize without the usage report.
 func (s *Service) decide(ctx context.Context, r authzRequest) error {
-	c, isRoot, ok := s.authzCaller(ctx)
+	ri, isRoot, ok := s.authzCaller(ctx)
 	if !ok {
 		return nil
 	}
+	c := ri.Caller
 	resource := "*"
 	if r.key != nil {
 		resource = r.key.ARN
@@ -180,7 +337,7 @@ func (s *Service) decide(ctx context.Context, r authzRequest) error {
 	if isRoot && r.key != nil && slices.Contains(breakGlassActions, r.action) {
 		return nil
 	}
-	ac := s.buildContext(c, isRoot, &r)
+	ac := s.buildContext(ri, isRoot, &r, requestInputFrom(ctx))
 	var kp, id policyResult
 	if r.key != nil {
 		kp = evalPolicy(s.keyPolicy(r.key), ac, true)
@@ -224,7 +381,7 @@ func (s *Service) grantAllows(ctx context.Context, r *authzRequest, callerARN st
 			slices.Contains(g.Operations, r.action) && grantConstraintsMatch(g, r) &&
 			(r.grantOK == nil || r.grantOK(g))
 	}
-	if len(s.fsm.Grants(fits)) > 0 {
+	if len(s.keyGrants(r.key.KeyID, fits)) > 0 {
 		return true
 	}
 	caughtUp := false
@@ -246,6 +403,21 @@ func (s *Service) grantAllows(ctx context.Context, r *authzRequest, callerARN st
 		}
 	}
 	return false
+}
+
+// keyGrantIndex is the per-key grant lookup the FSM is to offer: the
+// grants of one key, without visiting every grant of the region.
+type keyGrantIndex interface {
+	GrantsForKey(keyID string, match func(*fsm.Grant) bool) []fsm.Grant
+}
+
+// keyGrants returns the grants of a key for which match is true. Until the
+// FSM indexes grants by key (keyGrantIndex), it scans every grant.
+func (s *Service) keyGrants(keyID string, match func(*fsm.Grant) bool) []fsm.Grant {
+	if idx, ok := any(s.fsm).(keyGrantIndex); ok {
+		return idx.GrantsForKey(keyID, match)
+	}
+	return s.fsm.Grants(match)
 }
 
 // grantConstraintsMatch applies a grant's encryption context constraints to
@@ -310,12 +482,13 @@ func (s *Service) checkLockout(ctx context.Context, policy, keyARN string, bypas
 	if bypass != nil && *bypass {
 		return nil
 	}
-	c, isRoot, ok := s.authzCaller(ctx)
+	ri, isRoot, ok := s.authzCaller(ctx)
 	if !ok || isRoot {
 		return nil // kmsd itself; the root always may (break glass)
 	}
+	c := ri.Caller
 	r := authzRequest{action: "PutKeyPolicy", key: &fsm.Key{ARN: keyARN, Policy: policy}}
-	ac := s.buildContext(c, isRoot, &r)
+	ac := s.buildContext(ri, isRoot, &r, nil)
 	kp := evalPolicy(parsePolicy(policy), ac, true)
 	var id policyResult
 	if strings.TrimSpace(c.Policy) != "" {
@@ -341,61 +514,272 @@ func (s *Service) authorizeKey(ctx context.Context, k *fsm.Key, action, ref stri
 	return s.authorize(ctx, authzRequest{action: action, key: k, ref: ref})
 }
 
-// createKeyConditions are the condition keys of a CreateKey request.
+// bypassCondition is kms:BypassPolicyLockoutSafetyCheck, present only
+// when the request has the parameter: AWS documents a Null condition on it
+// to allow only requests without it.
+func bypassCondition(bypass *bool) map[string][]string {
+	if bypass == nil {
+		return nil
+	}
+	return map[string][]string{condBypassLockout: {strconv.FormatBool(*bypass)}}
+}
+
+// createKeyConditions are the condition keys of a CreateKey request. The
+// key's properties come from the request, with their defaults when absent.
 func createKeyConditions(in *CreateKeyInput) map[string][]string {
 	m := map[string][]string{
-		"kms:BypassPolicyLockoutSafetyCheck": {boolString(in.BypassPolicyLockoutSafetyCheck)},
-		"kms:MultiRegion":                    {boolString(in.MultiRegion)},
-		"kms:KeySpec":                        {specSymmetricDefault},
-		"kms:KeyUsage":                       {usageEncryptDecrypt},
-		"kms:KeyOrigin":                      {originAWSKMS},
+		condMultiRegion: {boolString(in.MultiRegion)},
+		condKeySpec:     {specSymmetricDefault},
+		condKeyUsage:    {usageEncryptDecrypt},
+		condKeyOrigin:   {originAWSKMS},
 	}
-	if in.KeySpec != nil {
-		m["kms:KeySpec"] = []string{*in.KeySpec}
-	} else if in.CustomerMasterKeySpec != nil {
-		m["kms:KeySpec"] = []string{*in.CustomerMasterKeySpec}
+	maps.Copy(m, bypassCondition(in.BypassPolicyLockoutSafetyCheck))
+	switch {
+	case in.KeySpec != nil:
+		m[condKeySpec] = []string{*in.KeySpec}
+	case in.CustomerMasterKeySpec != nil:
+		m[condKeySpec] = []string{*in.CustomerMasterKeySpec}
 	}
 	if in.KeyUsage != nil {
-		m["kms:KeyUsage"] = []string{*in.KeyUsage}
+		m[condKeyUsage] = []string{*in.KeyUsage}
 	}
 	if in.Origin != nil {
-		m["kms:KeyOrigin"] = []string{*in.Origin}
+		m[condKeyOrigin] = []string{*in.Origin}
 	}
+	m[condCMKSpec], m[condCMKUsage] = m[condKeySpec], m[condKeyUsage]
+	addRequestTags(m, in.Tags)
 	return m
 }
 
-// createGrantConditions are the condition keys of a CreateGrant request.
+// addRequestTags adds aws:RequestTag/KEY for each tag and aws:TagKeys.
+func addRequestTags(m map[string][]string, tags []Tag) {
+	for _, t := range tags {
+		if t.TagKey == nil {
+			continue
+		}
+		m[condTagKeys] = append(m[condTagKeys], *t.TagKey)
+		if t.TagValue != nil {
+			name := condRequestTagPrefix + strings.ToLower(*t.TagKey)
+			m[name] = append(m[name], *t.TagValue)
+		}
+	}
+}
+
+// createGrantConditions are the condition keys of a CreateGrant request;
+// the encryption context keys are those of its constraints.
 func createGrantConditions(in *CreateGrantInput) map[string][]string {
-	m := map[string][]string{"kms:GrantOperations": in.Operations}
+	m := map[string][]string{condGrantOperations: in.Operations}
 	if in.GranteePrincipal != nil {
-		m["kms:GranteePrincipal"] = []string{*in.GranteePrincipal}
+		m[condGranteePrincipal] = []string{*in.GranteePrincipal}
 	}
 	if in.RetiringPrincipal != nil {
-		m["kms:RetiringPrincipal"] = []string{*in.RetiringPrincipal}
+		m[condRetiringPrincipal] = []string{*in.RetiringPrincipal}
 	}
 	if c := in.Constraints; c != nil {
 		var types []string
 		if len(c.EncryptionContextSubset) > 0 {
 			types = append(types, "EncryptionContextSubset")
+			addEncryptionContext(m, c.EncryptionContextSubset)
 		}
 		if len(c.EncryptionContextEquals) > 0 {
 			types = append(types, "EncryptionContextEquals")
+			addEncryptionContext(m, c.EncryptionContextEquals)
 		}
 		if types != nil {
-			m["kms:GrantConstraintType"] = types
+			m[condGrantConstraintType] = types
 		}
 	}
 	return m
+}
+
+// requestConditions are the condition keys AWS KMS takes from an
+// operation's request parameters. in is the decoded input the api layer
+// attached to the context (WithRequestInput); an input only supplies keys
+// to the actions of its own operation, so a request that leads kmsd to
+// authorize another action does not lend it its parameters. Parameters
+// with a default count with it when absent, as AWS documents.
+func (s *Service) requestConditions(r *authzRequest, in any) map[string][]string {
+	one := func(name, v string) map[string][]string { return map[string][]string{name: {v}} }
+	algorithm := func(alg *string) map[string][]string {
+		if alg == nil {
+			return one(condEncryptionAlgorithm, specSymmetricDefault)
+		}
+		return one(condEncryptionAlgorithm, *alg)
+	}
+	switch in := in.(type) {
+	case *CreateKeyInput:
+		if r.action == "CreateKey" {
+			return createKeyConditions(in)
+		}
+	case *PutKeyPolicyInput:
+		if r.action == "PutKeyPolicy" {
+			return bypassCondition(in.BypassPolicyLockoutSafetyCheck)
+		}
+	case *CreateGrantInput:
+		if r.action == "CreateGrant" {
+			return createGrantConditions(in)
+		}
+	case *EncryptInput:
+		if r.action == "Encrypt" {
+			return algorithm(in.EncryptionAlgorithm)
+		}
+	case *DecryptInput:
+		if r.action == "Decrypt" {
+			return algorithm(in.EncryptionAlgorithm)
+		}
+	case *ReEncryptInput:
+		var m map[string][]string
+		switch r.action {
+		case "ReEncryptFrom":
+			m = algorithm(in.SourceEncryptionAlgorithm)
+		case "ReEncryptTo":
+			m = algorithm(in.DestinationEncryptionAlgorithm)
+		default:
+			return nil
+		}
+		if same, ok := s.reEncryptOnSameKey(r, in); ok {
+			m[condReEncryptOnSameKey] = []string{strconv.FormatBool(same)}
+		}
+		return m
+	case *GenerateDataKeyInput:
+		if r.action == "GenerateDataKey" || r.action == "GenerateDataKeyWithoutPlaintext" {
+			return algorithm(nil)
+		}
+	case *GenerateDataKeyPairInput:
+		if r.action == "GenerateDataKeyPair" {
+			return dataKeyPairConditions(in.KeyPairSpec)
+		}
+	case *GenerateDataKeyPairWithoutPlaintextInput:
+		if r.action == "GenerateDataKeyPairWithoutPlaintext" {
+			return dataKeyPairConditions(in.KeyPairSpec)
+		}
+	case *SignInput:
+		if r.action == "Sign" {
+			return signingConditions(in.SigningAlgorithm, in.MessageType)
+		}
+	case *VerifyInput:
+		if r.action == "Verify" {
+			return signingConditions(in.SigningAlgorithm, in.MessageType)
+		}
+	case *GenerateMacInput:
+		if r.action == "GenerateMac" && in.MacAlgorithm != nil {
+			return one(condMacAlgorithm, *in.MacAlgorithm)
+		}
+	case *VerifyMacInput:
+		if r.action == "VerifyMac" && in.MacAlgorithm != nil {
+			return one(condMacAlgorithm, *in.MacAlgorithm)
+		}
+	case *GetParametersForImportInput:
+		if r.action == "GetParametersForImport" {
+			m := map[string][]string{}
+			if in.WrappingAlgorithm != nil {
+				m[condWrappingAlgorithm] = []string{*in.WrappingAlgorithm}
+			}
+			if in.WrappingKeySpec != nil {
+				m[condWrappingKeySpec] = []string{*in.WrappingKeySpec}
+			}
+			return m
+		}
+	case *ImportKeyMaterialInput:
+		if r.action == "ImportKeyMaterial" {
+			// Both only when in the request: AWS documents a Null condition
+			// on kms:ExpirationModel to require the default.
+			m := map[string][]string{}
+			if in.ExpirationModel != nil {
+				m[condExpirationModel] = []string{*in.ExpirationModel}
+			}
+			if in.ValidTo != nil {
+				m[condValidTo] = []string{strconv.FormatInt(in.ValidTo.Unix(), 10)}
+			}
+			return m
+		}
+	case *EnableKeyRotationInput:
+		if r.action == "EnableKeyRotation" {
+			days := int32(defaultRotationPeriodInDays)
+			if in.RotationPeriodInDays != nil {
+				days = *in.RotationPeriodInDays
+			}
+			return one(condRotationPeriodInDays, strconv.Itoa(int(days)))
+		}
+	case *TagResourceInput:
+		if r.action == "TagResource" {
+			m := map[string][]string{}
+			addRequestTags(m, in.Tags)
+			return m
+		}
+	case *UntagResourceInput:
+		if r.action == "UntagResource" && len(in.TagKeys) > 0 {
+			return map[string][]string{condTagKeys: in.TagKeys}
+		}
+	}
+	return nil
+}
+
+func dataKeyPairConditions(spec *string) map[string][]string {
+	m := map[string][]string{condEncryptionAlgorithm: {specSymmetricDefault}}
+	if spec != nil {
+		m[condDataKeyPairSpec] = []string{*spec}
+	}
+	return m
+}
+
+// signingConditions are kms:SigningAlgorithm and kms:MessageType (RAW
+// when the request has none).
+func signingConditions(alg, messageType *string) map[string][]string {
+	m := map[string][]string{condMessageType: {"RAW"}}
+	if alg != nil {
+		m[condSigningAlgorithm] = []string{*alg}
+	}
+	if messageType != nil {
+		m[condMessageType] = []string{*messageType}
+	}
+	return m
+}
+
+// reEncryptOnSameKey reports whether a ReEncrypt request's source and
+// destination are the same key. r.key is the source for ReEncryptFrom and
+// the destination for ReEncryptTo; the other is resolved from the request
+// (the source from SourceKeyId, or from the ciphertext's header). ok is
+// false when the other key cannot be named.
+func (s *Service) reEncryptOnSameKey(r *authzRequest, in *ReEncryptInput) (same, ok bool) {
+	if r.key == nil {
+		return false, false
+	}
+	var other string
+	switch {
+	case r.action == "ReEncryptFrom" && in.DestinationKeyId != nil:
+		k, err := s.resolveKey(*in.DestinationKeyId, anyKeyRef)
+		if err != nil {
+			return false, false
+		}
+		other = k.KeyID
+	case r.action == "ReEncryptTo" && in.SourceKeyId != nil:
+		k, err := s.resolveKey(*in.SourceKeyId, anyKeyRef)
+		if err != nil {
+			return false, false
+		}
+		other = k.KeyID
+	case r.action == "ReEncryptTo":
+		b, err := crypto.ParseBlob(in.CiphertextBlob)
+		if err != nil {
+			return false, false
+		}
+		other = crypto.FormatKeyID(b.KeyID, b.MultiRegion)
+	default:
+		return false, false
+	}
+	return other == r.key.KeyID, true
 }
 
 // authorizeRetire decides RetireGrant: the grant's retiring principal may
 // retire it, and so may its grantee when the grant has the RetireGrant
 // operation; anyone else needs kms:RetireGrant on the key.
 func (s *Service) authorizeRetire(ctx context.Context, g *fsm.Grant) error {
-	c, _, ok := s.authzCaller(ctx)
+	ri, _, ok := s.authzCaller(ctx)
 	if !ok {
 		return nil
 	}
+	c := ri.Caller
 	if c.ARN != "" && (c.ARN == g.RetiringPrincipal ||
 		(c.ARN == g.GranteePrincipal && slices.Contains(g.Operations, grantOpRetireGrant))) {
 		return nil

@@ -3,16 +3,24 @@ package service
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // An evaluator of the IAM policy language as key policies and identity
 // policies use it: Effect, Principal / NotPrincipal, Action / NotAction,
-// Resource / NotResource and Condition (string, ARN, numeric, Bool and Null
-// operators, the IfExists suffix, and the ForAnyValue: / ForAllValues:
-// set prefixes).
+// Resource / NotResource and Condition with the string, numeric, date,
+// Bool, binary, IP address, ARN and Null operators, the IfExists suffix,
+// the ForAnyValue: / ForAllValues: set prefixes, and policy variables
+// (${aws:username}, ${*}, ...) in Resource and in the values of string and
+// ARN conditions.
+//
+// A document is decoded once (parsePolicy) into a typed form that the
+// request path evaluates without touching JSON again.
 
 // authzContext is what a policy is evaluated against.
 type authzContext struct {
@@ -24,6 +32,35 @@ type authzContext struct {
 	// keys are the condition keys of the request, lower-cased, each with
 	// its values; an absent key is absent from the map.
 	keys map[string][]string
+	// lazy computes a condition key that is costly to build (it reads
+	// more state) the first time a policy asks for it; nil means none.
+	lazy func(key string) ([]string, bool)
+	// resolved remembers lazy answers, present or not.
+	resolved map[string]bool
+}
+
+// value returns the values of a (lower-cased) condition key and whether
+// the request has it.
+func (ac *authzContext) value(key string) ([]string, bool) {
+	if v, ok := ac.keys[key]; ok {
+		return v, true
+	}
+	if ac.lazy == nil || ac.resolved[key] {
+		return nil, false
+	}
+	if ac.resolved == nil {
+		ac.resolved = map[string]bool{}
+	}
+	ac.resolved[key] = true
+	v, ok := ac.lazy(key)
+	if !ok {
+		return nil, false
+	}
+	if ac.keys == nil {
+		ac.keys = map[string][]string{}
+	}
+	ac.keys[key] = v
+	return v, true
 }
 
 // principalMatch says how a statement's principal matches the caller.
@@ -42,54 +79,437 @@ type policyResult struct {
 	allowAccount bool // an applicable Allow naming the caller's account
 }
 
-type policyStatement struct {
-	Effect       string                                `json:"Effect"`
-	Principal    json.RawMessage                       `json:"Principal"`
-	NotPrincipal json.RawMessage                       `json:"NotPrincipal"`
-	Action       json.RawMessage                       `json:"Action"`
-	NotAction    json.RawMessage                       `json:"NotAction"`
-	Resource     json.RawMessage                       `json:"Resource"`
-	NotResource  json.RawMessage                       `json:"NotResource"`
-	Condition    map[string]map[string]json.RawMessage `json:"Condition"`
-}
-
-// parsedPolicy is a decoded policy document. Statements are read-only once
-// parsed, so one parse serves every request under the same document.
+// parsedPolicy is a decoded policy document. It is read-only once parsed,
+// so one parse serves every request under the same document.
 type parsedPolicy struct {
+	version    string
 	statements []policyStatement
-	// noStatement: the document decodes but has no Statement element.
+	// noStatement: the document is empty or has no Statement element.
 	noStatement bool
+	// invalid: the document is not a policy this evaluator can read; it
+	// has no statements, so it allows nothing.
+	invalid bool
 }
 
-// parsePolicy decodes a policy's statements (an object or a list of
-// objects). A document that does not decode has no statements, so it
-// allows nothing.
+// policyStatement is one statement. Elements keep their values as written
+// (strings in a list) so that canonicalJSON can write them back.
+type policyStatement struct {
+	effect    string
+	principal *policyPrincipal // nil: no Principal nor NotPrincipal
+	action    policyNames
+	resource  policyNames
+	// conditions are sorted by operator, then key.
+	conditions []policyCondition
+}
+
+// policyPrincipal is a Principal or NotPrincipal element: "*" or principal
+// type -> names.
+type policyPrincipal struct {
+	negated bool // NotPrincipal
+	any     bool // "*"
+	types   map[string][]string
+}
+
+// policyNames is an Action or Resource element, or its negation.
+type policyNames struct {
+	present bool
+	negated bool // NotAction / NotResource
+	values  []string
+}
+
+// policyCondition is one operator applied to one condition key.
+type policyCondition struct {
+	operator string   // as written: "ForAnyValue:StringLikeIfExists"
+	key      string   // as written: "kms:EncryptionContext:AppName"
+	values   []string // strings, numbers and booleans as text
+
+	lkey     string // key, lower-cased: condition keys are case-insensitive
+	set      string // "", setAny or setAll
+	base     string // the operator without set prefix nor IfExists, lower-cased
+	ifExists bool
+	known    bool // an operator this evaluator implements, with values of its type
+}
+
+const (
+	setAny = "any" // ForAnyValue:
+	setAll = "all" // ForAllValues:
+
+	prefixForAnyValue = "foranyvalue:"
+	prefixForAllValue = "forallvalues:"
+	suffixIfExists    = "ifexists"
+)
+
+// Operator families: how policy values are read and compared.
+const (
+	opString = iota + 1
+	opNumeric
+	opDate
+	opBool
+	opBinary
+	opIP
+	opARN
+	opNull
+)
+
+// conditionOperator describes a base operator (lower-cased).
+type conditionOperator struct {
+	family  int
+	negated bool
+	cmp     string // "eq", "ieq", "like", "lt", "le", "gt", "ge"
+}
+
+var conditionOperators = map[string]conditionOperator{
+	"stringequals":              {opString, false, "eq"},
+	"stringnotequals":           {opString, true, "eq"},
+	"stringequalsignorecase":    {opString, false, "ieq"},
+	"stringnotequalsignorecase": {opString, true, "ieq"},
+	"stringlike":                {opString, false, "like"},
+	"stringnotlike":             {opString, true, "like"},
+	"numericequals":             {opNumeric, false, "eq"},
+	"numericnotequals":          {opNumeric, true, "eq"},
+	"numericlessthan":           {opNumeric, false, "lt"},
+	"numericlessthanequals":     {opNumeric, false, "le"},
+	"numericgreaterthan":        {opNumeric, false, "gt"},
+	"numericgreaterthanequals":  {opNumeric, false, "ge"},
+	"dateequals":                {opDate, false, "eq"},
+	"datenotequals":             {opDate, true, "eq"},
+	"datelessthan":              {opDate, false, "lt"},
+	"datelessthanequals":        {opDate, false, "le"},
+	"dategreaterthan":           {opDate, false, "gt"},
+	"dategreaterthanequals":     {opDate, false, "ge"},
+	"bool":                      {opBool, false, "ieq"},
+	"binaryequals":              {opBinary, false, "eq"},
+	"ipaddress":                 {opIP, false, "eq"},
+	"notipaddress":              {opIP, true, "eq"},
+	"arnequals":                 {opARN, false, "like"},
+	"arnlike":                   {opARN, false, "like"},
+	"arnnotequals":              {opARN, true, "like"},
+	"arnnotlike":                {opARN, true, "like"},
+	"null":                      {opNull, false, "eq"},
+}
+
+// splitOperator splits an operator as written into its set prefix, base
+// (lower-cased) and IfExists suffix. known is false for an operator this
+// evaluator does not implement, or Null with a prefix or suffix.
+func splitOperator(op string) (set, base string, ifExists, known bool) {
+	lower := strings.ToLower(op)
+	switch {
+	case strings.HasPrefix(lower, prefixForAllValue):
+		set, lower = setAll, lower[len(prefixForAllValue):]
+	case strings.HasPrefix(lower, prefixForAnyValue):
+		set, lower = setAny, lower[len(prefixForAnyValue):]
+	}
+	if strings.HasSuffix(lower, suffixIfExists) {
+		ifExists, lower = true, lower[:len(lower)-len(suffixIfExists)]
+	}
+	o, ok := conditionOperators[lower]
+	if ok && o.family == opNull && (set != "" || ifExists) {
+		ok = false
+	}
+	return set, lower, ifExists, ok
+}
+
+// policyElementNames are the elements a document and a statement may have.
+var (
+	documentElementNames  = []string{"Version", "Id", "Statement"}
+	statementElementNames = []string{"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource", "Condition"}
+)
+
+// parsePolicy decodes a policy document. An empty document, or one
+// without a Statement, is noStatement; one that does not decode as a
+// policy (bad JSON, an element of the wrong shape, an unknown element) is
+// invalid and has no statements at all, so it allows nothing: no part of
+// a document that cannot be read is half-applied.
 func parsePolicy(doc string) parsedPolicy {
-	var top struct {
-		Statement json.RawMessage `json:"Statement"`
-	}
-	if strings.TrimSpace(doc) == "" {
+	t := bytes.TrimSpace([]byte(doc))
+	if len(t) == 0 || string(t) == "null" {
 		return parsedPolicy{noStatement: true}
 	}
-	if json.Unmarshal([]byte(doc), &top) != nil {
-		return parsedPolicy{}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(t, &top) != nil || top == nil {
+		return parsedPolicy{invalid: true}
 	}
-	if top.Statement == nil {
-		return parsedPolicy{noStatement: true}
-	}
-	raw := bytes.TrimSpace(top.Statement)
-	if len(raw) > 0 && raw[0] == '{' {
-		var one policyStatement
-		if json.Unmarshal(raw, &one) != nil {
-			return parsedPolicy{}
+	var p parsedPolicy
+	for name, raw := range top {
+		if !slices.Contains(documentElementNames, name) {
+			return parsedPolicy{invalid: true}
 		}
-		return parsedPolicy{statements: []policyStatement{one}}
+		if name == "Version" && json.Unmarshal(raw, &p.version) != nil {
+			return parsedPolicy{invalid: true}
+		}
 	}
-	var list []policyStatement
-	if json.Unmarshal(raw, &list) != nil {
-		return parsedPolicy{}
+	raw, ok := top["Statement"]
+	if !ok || isJSONNull(raw) {
+		p.noStatement = true
+		return p
 	}
-	return parsedPolicy{statements: list}
+	var list []json.RawMessage
+	if r := bytes.TrimSpace(raw); len(r) > 0 && r[0] == '{' {
+		list = []json.RawMessage{r}
+	} else if json.Unmarshal(raw, &list) != nil {
+		return parsedPolicy{invalid: true}
+	}
+	p.statements = make([]policyStatement, 0, len(list))
+	for _, r := range list {
+		st, ok := parseStatement(r)
+		if !ok {
+			return parsedPolicy{invalid: true}
+		}
+		p.statements = append(p.statements, st)
+	}
+	return p
+}
+
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func parseStatement(raw json.RawMessage) (policyStatement, bool) {
+	var st policyStatement
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return st, false
+	}
+	for name := range m {
+		if !slices.Contains(statementElementNames, name) {
+			return st, false
+		}
+	}
+	if r, ok := m["Effect"]; ok && json.Unmarshal(r, &st.effect) != nil {
+		return st, false
+	}
+	_, hasP := m["Principal"]
+	_, hasNP := m["NotPrincipal"]
+	switch {
+	case hasP && hasNP:
+		return st, false
+	case hasP || hasNP:
+		r := m["Principal"]
+		if hasNP {
+			r = m["NotPrincipal"]
+		}
+		pr, ok := parsePrincipal(r)
+		if !ok {
+			return st, false
+		}
+		pr.negated = hasNP
+		st.principal = pr
+	}
+	var ok bool
+	if st.action, ok = parseNames(m, "Action", "NotAction"); !ok {
+		return st, false
+	}
+	if st.resource, ok = parseNames(m, "Resource", "NotResource"); !ok {
+		return st, false
+	}
+	if r, has := m["Condition"]; has {
+		if st.conditions, ok = parseConditions(r); !ok {
+			return st, false
+		}
+	}
+	return st, true
+}
+
+// parsePrincipal reads "*" or {"TYPE": name or [names], ...}.
+func parsePrincipal(raw json.RawMessage) (*policyPrincipal, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return &policyPrincipal{any: true}, s == "*"
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || len(m) == 0 {
+		return nil, false
+	}
+	p := &policyPrincipal{types: make(map[string][]string, len(m))}
+	for k, v := range m {
+		names, ok := stringList(v)
+		if !ok {
+			return nil, false
+		}
+		p.types[k] = names
+	}
+	return p, true
+}
+
+// parseNames reads an element (pos) or its negation (neg): a string or a
+// list of strings. Both at once is not a statement.
+func parseNames(m map[string]json.RawMessage, pos, neg string) (policyNames, bool) {
+	rp, hasPos := m[pos]
+	rn, hasNeg := m[neg]
+	switch {
+	case hasPos && hasNeg:
+		return policyNames{}, false
+	case hasPos:
+		v, ok := stringList(rp)
+		return policyNames{present: true, values: v}, ok
+	case hasNeg:
+		v, ok := stringList(rn)
+		return policyNames{present: true, negated: true, values: v}, ok
+	}
+	return policyNames{}, true
+}
+
+// stringList decodes a string or a list of strings (never nil when ok).
+func stringList(raw json.RawMessage) ([]string, bool) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return []string{s}, true
+	}
+	if isJSONNull(raw) {
+		return nil, false
+	}
+	list := []string{}
+	if json.Unmarshal(raw, &list) != nil || list == nil {
+		return nil, false
+	}
+	return list, true
+}
+
+// parseConditions reads {"Operator": {"key": value or [values]}}.
+func parseConditions(raw json.RawMessage) ([]policyCondition, bool) {
+	var blocks map[string]map[string]json.RawMessage
+	if json.Unmarshal(raw, &blocks) != nil || blocks == nil {
+		return nil, false
+	}
+	var out []policyCondition
+	for op, block := range blocks {
+		if block == nil {
+			return nil, false
+		}
+		set, base, ifExists, known := splitOperator(op)
+		for key, rv := range block {
+			values, ok := conditionValues(rv)
+			if !ok {
+				return nil, false
+			}
+			// A value that is not of the operator's type (an IP range that
+			// is not one) makes the condition one the evaluator cannot
+			// decide, as an unknown operator would.
+			valid := known && !slices.ContainsFunc(values, func(v string) bool { return !validConditionValue(base, v) })
+			out = append(out, policyCondition{operator: op, key: key, values: values,
+				lkey: strings.ToLower(key), set: set, base: base, ifExists: ifExists, known: valid})
+		}
+	}
+	slices.SortFunc(out, func(a, b policyCondition) int {
+		if c := strings.Compare(a.operator, b.operator); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	return out, true
+}
+
+// conditionValues decodes a condition's values: a string, number or
+// boolean, or a list of them. Numbers keep their text.
+func conditionValues(raw json.RawMessage) ([]string, bool) {
+	t := bytes.TrimSpace(raw)
+	var list []json.RawMessage
+	if len(t) > 0 && t[0] == '[' {
+		if json.Unmarshal(t, &list) != nil {
+			return nil, false
+		}
+	} else {
+		list = []json.RawMessage{t}
+	}
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		s, ok := conditionScalar(v)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+	}
+	return out, true
+}
+
+func conditionScalar(raw json.RawMessage) (string, bool) {
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 {
+		return "", false
+	}
+	switch t[0] {
+	case 'n', '[', '{':
+		return "", false
+	case '"':
+		var s string
+		return s, json.Unmarshal(t, &s) == nil
+	case 't', 'f':
+		var b bool
+		if json.Unmarshal(t, &b) != nil {
+			return "", false
+		}
+		return strconv.FormatBool(b), true
+	}
+	var n json.Number
+	if json.Unmarshal(t, &n) != nil {
+		return "", false
+	}
+	return n.String(), true
+}
+
+// canonicalJSON writes the parsed document back as a policy: statements
+// always in a list, element values always lists, no Sid or Id. Parsing it
+// gives an equal parsedPolicy (FuzzParsePolicy checks it).
+func (p parsedPolicy) canonicalJSON() []byte {
+	type statement struct {
+		Effect       string                         `json:"Effect"`
+		Principal    any                            `json:"Principal,omitempty"`
+		NotPrincipal any                            `json:"NotPrincipal,omitempty"`
+		Action       *[]string                      `json:"Action,omitempty"`
+		NotAction    *[]string                      `json:"NotAction,omitempty"`
+		Resource     *[]string                      `json:"Resource,omitempty"`
+		NotResource  *[]string                      `json:"NotResource,omitempty"`
+		Condition    map[string]map[string][]string `json:"Condition,omitempty"`
+	}
+	doc := map[string]any{}
+	if p.version != "" {
+		doc["Version"] = p.version
+	}
+	if !p.noStatement {
+		list := make([]statement, 0, len(p.statements))
+		for _, st := range p.statements {
+			out := statement{Effect: st.effect}
+			if pr := st.principal; pr != nil {
+				var v any = "*"
+				if !pr.any {
+					v = pr.types
+				}
+				if pr.negated {
+					out.NotPrincipal = v
+				} else {
+					out.Principal = v
+				}
+			}
+			names := func(n policyNames, pos, neg **[]string) {
+				if !n.present {
+					return
+				}
+				v := n.values
+				if n.negated {
+					*neg = &v
+				} else {
+					*pos = &v
+				}
+			}
+			names(st.action, &out.Action, &out.NotAction)
+			names(st.resource, &out.Resource, &out.NotResource)
+			for _, c := range st.conditions {
+				if out.Condition == nil {
+					out.Condition = map[string]map[string][]string{}
+				}
+				if out.Condition[c.operator] == nil {
+					out.Condition[c.operator] = map[string][]string{}
+				}
+				out.Condition[c.operator][c.key] = c.values
+			}
+			list = append(list, out)
+		}
+		doc["Statement"] = list
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		// Only strings, lists and maps of them: Marshal cannot fail.
+		panic("service: canonical policy: " + err.Error())
+	}
+	return b
 }
 
 // policyCacheSize bounds the parsed policies kept: documents come from
@@ -122,32 +542,33 @@ func (c *policyCache) get(doc string) parsedPolicy {
 // every applicable Allow counts as direct.
 func evalPolicy(p parsedPolicy, ac *authzContext, withPrincipal bool) policyResult {
 	var r policyResult
-	for _, st := range p.statements {
-		deny := st.Effect == "Deny"
-		if !deny && st.Effect != "Allow" {
+	vars := p.version == policyVersionCurrent
+	for i := range p.statements {
+		st := &p.statements[i]
+		deny := st.effect == "Deny"
+		if !deny && st.effect != "Allow" {
 			continue
 		}
 		pm := principalDirect
 		if withPrincipal {
+			if st.principal == nil {
+				continue
+			}
+			m := matchPrincipal(st.principal, ac)
 			switch {
-			case st.Principal != nil:
-				pm = matchPrincipal(st.Principal, ac)
-			case st.NotPrincipal != nil:
-				if matchPrincipal(st.NotPrincipal, ac) != principalNone {
-					pm = principalNone
-				}
-			default:
+			case !st.principal.negated:
+				pm = m
+			case m != principalNone:
 				pm = principalNone
 			}
 			if pm == principalNone {
 				continue
 			}
 		}
-		if !matchElement(st.Action, st.NotAction, ac.action, true) ||
-			!matchElement(st.Resource, st.NotResource, ac.resource, false) {
+		if !matchAction(st.action, ac.action) || !matchResource(st.resource, ac, vars) {
 			continue
 		}
-		if !evalConditions(st.Condition, ac, deny) {
+		if !evalConditions(st.conditions, ac, deny, vars) {
 			continue
 		}
 		switch {
@@ -163,35 +584,14 @@ func evalPolicy(p parsedPolicy, ac *authzContext, withPrincipal bool) policyResu
 	return r
 }
 
-// stringsOf decodes a string or a list of strings.
-func stringsOf(raw json.RawMessage) []string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return []string{s}
-	}
-	var list []string
-	if json.Unmarshal(raw, &list) == nil {
-		return list
-	}
-	return nil
-}
-
 // matchPrincipal matches "*" or {"AWS": ...}; other principal types
 // (Service, Federated, CanonicalUser) never match an IAM caller.
-func matchPrincipal(raw json.RawMessage, ac *authzContext) principalMatch {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		if s == "*" {
-			return principalDirect
-		}
-		return principalNone
-	}
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return principalNone
+func matchPrincipal(pr *policyPrincipal, ac *authzContext) principalMatch {
+	if pr.any {
+		return principalDirect
 	}
 	best := principalNone
-	for _, p := range stringsOf(m["AWS"]) {
+	for _, p := range pr.types["AWS"] {
 		switch {
 		case p == "*" || p == ac.callerARN:
 			return principalDirect
@@ -211,40 +611,296 @@ func isAccountRootARN(p, account string) bool {
 	return len(parts) == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[3] == "" && parts[4] == account && parts[5] == "root"
 }
 
-// matchElement matches value against an element (Action, Resource) or its
-// negation. Actions compare case-insensitively, resources exactly.
-func matchElement(pos, neg json.RawMessage, value string, fold bool) bool {
-	raw, negated := pos, false
-	if raw == nil {
-		raw, negated = neg, true
+// matchAction matches an action (case-insensitively) against Action or
+// NotAction.
+func matchAction(n policyNames, action string) bool {
+	if !n.present {
+		return false
 	}
-	if raw == nil {
+	hit := slices.ContainsFunc(n.values, func(p string) bool { return globMatch(literalPattern(p), action, true) })
+	return hit != n.negated
+}
+
+// matchResource matches the request's resource against Resource or
+// NotResource. Policy variables may stand in the resource part of an ARN
+// pattern; a pattern whose variable has no value matches nothing.
+func matchResource(n policyNames, ac *authzContext, vars bool) bool {
+	if !n.present {
 		return false
 	}
 	hit := false
-	for _, p := range stringsOf(raw) {
-		if globMatch(p, value, fold) {
+	for _, p := range n.values {
+		pat, ok := ac.pattern(p, vars)
+		if ok && globMatch(pat, ac.resource, false) {
 			hit = true
 			break
 		}
 	}
-	return hit != negated
+	return hit != n.negated
 }
 
-// globMatch matches s against a pattern with * (any run) and ? (one
-// character).
-func globMatch(pattern, s string, fold bool) bool {
-	if fold {
-		pattern, s = strings.ToLower(pattern), strings.ToLower(s)
+// evalConditions ANDs every condition of a statement. An operator this
+// evaluator does not know makes an Allow not apply and a Deny apply (fail
+// closed); key policies with one are refused when they are put.
+func evalConditions(conds []policyCondition, ac *authzContext, deny, vars bool) bool {
+	for i := range conds {
+		c := &conds[i]
+		if !c.known {
+			if deny {
+				continue
+			}
+			return false
+		}
+		if !evalCondition(c, ac, vars) {
+			return false
+		}
 	}
-	p, str := []rune(pattern), []rune(s)
+	return true
+}
+
+// evalCondition evaluates one operator on one key, as IAM does: a key
+// absent from the request matches nothing, so a positive operator is
+// false and a negated one true, except that ...IfExists is true and Null
+// tests exactly the absence. ForAllValues holds for an absent or empty
+// set; ForAnyValue does not.
+func evalCondition(c *policyCondition, ac *authzContext, vars bool) bool {
+	op := conditionOperators[c.base]
+	reqValues, present := ac.value(c.lkey)
+	present = present && len(reqValues) > 0
+	if op.family == opNull {
+		if len(c.values) != 1 {
+			return false
+		}
+		want, err := strconv.ParseBool(c.values[0])
+		return err == nil && want == !present
+	}
+	match, ok := c.matcher(ac, vars)
+	if !ok {
+		// A policy variable without a value: the condition cannot match.
+		return false
+	}
+	switch c.set {
+	case setAll:
+		for _, rv := range reqValues {
+			if match(rv) == op.negated {
+				return false
+			}
+		}
+		return true
+	case setAny:
+		if !present {
+			return c.ifExists
+		}
+		for _, rv := range reqValues {
+			if match(rv) != op.negated {
+				return true
+			}
+		}
+		return false
+	}
+	if !present {
+		return c.ifExists || op.negated
+	}
+	hit := slices.ContainsFunc(reqValues, match)
+	return hit != op.negated
+}
+
+// matcher returns the positive comparison of a request value with the
+// condition's policy values (any of them). ok is false when a policy
+// variable in a value has no value in the request.
+func (c *policyCondition) matcher(ac *authzContext, vars bool) (func(string) bool, bool) {
+	op := conditionOperators[c.base]
+	switch op.family {
+	case opString, opARN:
+		pats := make([]globPattern, 0, len(c.values))
+		for _, v := range c.values {
+			p, ok := ac.pattern(v, vars)
+			if !ok {
+				return nil, false
+			}
+			pats = append(pats, p)
+		}
+		return func(rv string) bool {
+			return slices.ContainsFunc(pats, func(p globPattern) bool {
+				switch {
+				case op.family == opARN:
+					return arnMatch(p, rv)
+				case op.cmp == "like":
+					return globMatch(p, rv, false)
+				case op.cmp == "ieq":
+					return strings.EqualFold(p.String(), rv)
+				}
+				return p.String() == rv
+			})
+		}, true
+	case opBool:
+		return func(rv string) bool {
+			return slices.ContainsFunc(c.values, func(pv string) bool { return strings.EqualFold(pv, rv) })
+		}, true
+	case opBinary:
+		return func(rv string) bool { return slices.Contains(c.values, rv) }, true
+	case opNumeric:
+		return func(rv string) bool {
+			r, err := strconv.ParseFloat(rv, 64)
+			if err != nil {
+				return false
+			}
+			return slices.ContainsFunc(c.values, func(pv string) bool {
+				p, err := strconv.ParseFloat(pv, 64)
+				return err == nil && compareOrdered(r, p, op.cmp)
+			})
+		}, true
+	case opDate:
+		return func(rv string) bool {
+			r, ok := parsePolicyTime(rv)
+			if !ok {
+				return false
+			}
+			return slices.ContainsFunc(c.values, func(pv string) bool {
+				p, ok := parsePolicyTime(pv)
+				return ok && compareOrdered(r.UnixNano(), p.UnixNano(), op.cmp)
+			})
+		}, true
+	case opIP:
+		return func(rv string) bool {
+			addr, err := netip.ParseAddr(rv)
+			if err != nil {
+				return false
+			}
+			addr = addr.Unmap()
+			return slices.ContainsFunc(c.values, func(pv string) bool {
+				p, ok := parseIPRange(pv)
+				return ok && p.Contains(addr)
+			})
+		}, true
+	}
+	return func(string) bool { return false }, true
+}
+
+func compareOrdered[T int64 | float64](req, pol T, cmp string) bool {
+	switch cmp {
+	case "eq":
+		return req == pol
+	case "lt":
+		return req < pol
+	case "le":
+		return req <= pol
+	case "gt":
+		return req > pol
+	case "ge":
+		return req >= pol
+	}
+	return false
+}
+
+// parseIPRange reads a CIDR block, or a single address (a /32 or /128).
+func parseIPRange(s string) (netip.Prefix, bool) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			if p.Bits() < 0 {
+				return netip.Prefix{}, false
+			}
+		}
+		return p.Masked(), true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), true
+}
+
+// policyTimeLayouts are the W3C profiles of ISO 8601 that IAM accepts.
+var policyTimeLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04:05",
+	"2006-01-02T15:04",
+	"2006-01-02",
+	"2006-01",
+}
+
+// parsePolicyTime reads a date condition value: epoch seconds (possibly
+// fractional) or an ISO 8601 date or date and time (UTC when no zone is
+// given).
+func parsePolicyTime(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	if isDecimal(s) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < -1e15 || f > 1e15 {
+			return time.Time{}, false
+		}
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), true
+	}
+	for _, l := range policyTimeLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// isDecimal reports whether s is an optionally signed decimal number
+// without exponent: epoch time.
+func isDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	digits, dot := 0, false
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '.' && !dot:
+			dot = true
+		default:
+			return false
+		}
+	}
+	return digits > 0
+}
+
+// globPattern is a pattern with * (any run) and ? (one character), some of
+// whose characters are literal: those that came from ${*}, ${?} or a
+// policy variable's value.
+type globPattern struct {
+	r   []rune
+	lit []bool // nil: no literal characters
+}
+
+func literalPattern(s string) globPattern { return globPattern{r: []rune(s)} }
+
+func (p globPattern) String() string { return string(p.r) }
+
+func (p globPattern) wild(i int, c rune) bool {
+	return p.r[i] == c && (p.lit == nil || !p.lit[i])
+}
+
+// globMatch matches s against a pattern.
+func globMatch(p globPattern, s string, fold bool) bool {
+	pr, str := p.r, []rune(s)
+	if fold {
+		pr = []rune(strings.ToLower(string(pr)))
+		str = []rune(strings.ToLower(s))
+		if len(pr) != len(p.r) {
+			// Lower-casing changed the length (rare runes): compare as written.
+			pr, str = p.r, []rune(s)
+		}
+	}
 	pi, si, star, mark := 0, 0, -1, 0
 	for si < len(str) {
 		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == str[si]):
+		case pi < len(pr) && (p.wild(pi, '?') || (pr[pi] == str[si] && !p.wild(pi, '*'))):
 			pi++
 			si++
-		case pi < len(p) && p[pi] == '*':
+		case pi < len(pr) && p.wild(pi, '*'):
 			star, mark = pi, si
 			pi++
 		case star >= 0:
@@ -255,166 +911,102 @@ func globMatch(pattern, s string, fold bool) bool {
 			return false
 		}
 	}
-	for pi < len(p) && p[pi] == '*' {
+	for pi < len(pr) && p.wild(pi, '*') {
 		pi++
 	}
-	return pi == len(p)
+	return pi == len(pr)
 }
 
-// evalConditions ANDs every operator and every key of a Condition block.
-// An operator this evaluator does not know makes an Allow not apply and a
-// Deny apply (fail closed).
-func evalConditions(cond map[string]map[string]json.RawMessage, ac *authzContext, deny bool) bool {
-	for op, block := range cond {
-		for key, rawValues := range block {
-			ok, known := evalCondition(op, key, condValues(rawValues), ac)
-			if !known {
-				if deny {
-					continue
-				}
-				return false
-			}
-			if !ok {
-				return false
-			}
+// arnMatch is ArnLike: each of the six colon-separated parts of the ARN
+// is matched on its own, so a wildcard never spans a colon. "*" alone
+// matches any value.
+func arnMatch(p globPattern, value string) bool {
+	if len(p.r) == 1 && p.wild(0, '*') {
+		return true
+	}
+	vparts := strings.SplitN(value, ":", 6)
+	if len(vparts) != 6 {
+		return false
+	}
+	var pparts []globPattern
+	start := 0
+	for i, r := range p.r {
+		if r == ':' && len(pparts) < 5 {
+			pparts = append(pparts, p.slice(start, i))
+			start = i + 1
+		}
+	}
+	pparts = append(pparts, p.slice(start, len(p.r)))
+	if len(pparts) != 6 {
+		return false
+	}
+	for i := range pparts {
+		if !globMatch(pparts[i], vparts[i], false) {
+			return false
 		}
 	}
 	return true
 }
 
-// condValues decodes a condition's values: strings, numbers and booleans,
-// alone or in a list.
-func condValues(raw json.RawMessage) []string {
-	var list []json.RawMessage
-	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
-		if json.Unmarshal(t, &list) != nil {
-			return nil
-		}
-	} else {
-		list = []json.RawMessage{raw}
-	}
-	out := make([]string, 0, len(list))
-	for _, v := range list {
-		var s string
-		if json.Unmarshal(v, &s) == nil {
-			out = append(out, s)
-			continue
-		}
-		out = append(out, string(bytes.TrimSpace(v)))
+func (p globPattern) slice(i, j int) globPattern {
+	out := globPattern{r: p.r[i:j]}
+	if p.lit != nil {
+		out.lit = p.lit[i:j]
 	}
 	return out
 }
 
-// evalCondition evaluates one operator on one key. known is false for an
-// operator this evaluator does not implement.
-func evalCondition(op, key string, policyValues []string, ac *authzContext) (ok, known bool) {
-	set := ""
-	switch lower := strings.ToLower(op); {
-	case strings.HasPrefix(lower, "forallvalues:"):
-		set, op = "all", op[len("ForAllValues:"):]
-	case strings.HasPrefix(lower, "foranyvalue:"):
-		set, op = "any", op[len("ForAnyValue:"):]
+// pattern expands the policy variables of a policy value (when the policy
+// language version has them): ${key} is the single value of a condition
+// key of the request, ${key, 'default'} the default when the request has
+// none, and ${*}, ${?}, ${$} stand for those characters taken literally.
+// ok is false when a variable has no value.
+func (ac *authzContext) pattern(s string, vars bool) (globPattern, bool) {
+	if !vars || !strings.Contains(s, "${") {
+		return literalPattern(s), true
 	}
-	ifExists := false
-	if strings.HasSuffix(strings.ToLower(op), "ifexists") {
-		ifExists, op = true, op[:len(op)-len("IfExists")]
-	}
-	reqValues, present := ac.keys[strings.ToLower(key)]
-	op = strings.ToLower(op)
-	if op == "null" {
-		if ifExists || set != "" || len(policyValues) != 1 {
-			return false, false
+	var out globPattern
+	add := func(text string, literal bool) {
+		for _, r := range text {
+			out.r = append(out.r, r)
+			out.lit = append(out.lit, literal)
 		}
-		want, err := strconv.ParseBool(policyValues[0])
-		if err != nil {
-			return false, false
+	}
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			add(s, false)
+			return out, true
 		}
-		return want == !present, true
-	}
-	match, negated, known := conditionMatcher(op)
-	if !known {
-		return false, false
-	}
-	anyPolicy := func(rv string) bool {
-		for _, pv := range policyValues {
-			if match(pv, rv) {
-				return true
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			add(s, false)
+			return out, true
+		}
+		add(s[:i], false)
+		name := s[i+2 : i+j]
+		s = s[i+j+1:]
+		switch name {
+		case "*", "?", "$":
+			add(name, true)
+			continue
+		}
+		def, hasDef := "", false
+		if k := strings.IndexByte(name, ','); k >= 0 {
+			d := strings.TrimSpace(name[k+1:])
+			if len(d) >= 2 && d[0] == '\'' && d[len(d)-1] == '\'' {
+				def, hasDef = d[1:len(d)-1], true
 			}
+			name = strings.TrimSpace(name[:k])
 		}
-		return false
-	}
-	switch set {
-	case "all":
-		// Every request value must satisfy the operator; an empty or absent
-		// set satisfies it.
-		for _, rv := range reqValues {
-			if anyPolicy(rv) == negated {
-				return false, true
-			}
-		}
-		return true, true
-	case "any":
-		for _, rv := range reqValues {
-			if anyPolicy(rv) != negated {
-				return true, true
-			}
-		}
-		return false, true
-	}
-	if !present {
-		// A missing key satisfies IfExists and the negated operators.
-		return ifExists || negated, true
-	}
-	hit := false
-	for _, rv := range reqValues {
-		if anyPolicy(rv) {
-			hit = true
-			break
+		v, ok := ac.value(strings.ToLower(name))
+		switch {
+		case ok && len(v) == 1:
+			add(v[0], true)
+		case hasDef:
+			add(def, true)
+		default:
+			return globPattern{}, false
 		}
 	}
-	return hit != negated, true
-}
-
-// conditionMatcher returns the comparison of an operator (lower-cased,
-// without prefix or IfExists) and whether it is negated.
-func conditionMatcher(op string) (match func(policy, request string) bool, negated, known bool) {
-	eq := func(p, r string) bool { return p == r }
-	fold := func(p, r string) bool { return strings.EqualFold(p, r) }
-	like := func(p, r string) bool { return globMatch(p, r, false) }
-	num := func(cmp func(a, b float64) bool) func(p, r string) bool {
-		return func(p, r string) bool {
-			pf, err1 := strconv.ParseFloat(p, 64)
-			rf, err2 := strconv.ParseFloat(r, 64)
-			return err1 == nil && err2 == nil && cmp(rf, pf)
-		}
-	}
-	switch op {
-	case "stringequals", "arnequals":
-		return eq, false, true
-	case "stringnotequals", "arnnotequals":
-		return eq, true, true
-	case "stringequalsignorecase":
-		return fold, false, true
-	case "stringnotequalsignorecase":
-		return fold, true, true
-	case "stringlike", "arnlike":
-		return like, false, true
-	case "stringnotlike", "arnnotlike":
-		return like, true, true
-	case "bool":
-		return fold, false, true
-	case "numericequals":
-		return num(func(a, b float64) bool { return a == b }), false, true
-	case "numericnotequals":
-		return num(func(a, b float64) bool { return a == b }), true, true
-	case "numericlessthan":
-		return num(func(a, b float64) bool { return a < b }), false, true
-	case "numericlessthanequals":
-		return num(func(a, b float64) bool { return a <= b }), false, true
-	case "numericgreaterthan":
-		return num(func(a, b float64) bool { return a > b }), false, true
-	case "numericgreaterthanequals":
-		return num(func(a, b float64) bool { return a >= b }), false, true
-	}
-	return nil, false, false
 }

@@ -24,6 +24,9 @@ type RequestInfo struct {
 	// Consistency is the X-Kmsd-Consistency header: ConsistencyStrong asks
 	// for a linearizable read of key metadata.
 	Consistency string
+	// SecureTransport is true when the request came over TLS (the
+	// aws:SecureTransport condition key).
+	SecureTransport bool
 }
 
 // ConsistencyStrong is the X-Kmsd-Consistency value for linearizable reads.
@@ -40,4 +43,19 @@ func WithRequestInfo(ctx context.Context, ri RequestInfo) context.Context {
 func RequestInfoFrom(ctx context.Context) (RequestInfo, bool) {
 	ri, ok := ctx.Value(requestInfoKey{}).(RequestInfo)
 	return ri, ok
+}
+
+type requestInputKey struct{}
+
+// WithRequestInput attaches an operation's decoded input (*EncryptInput,
+// *SignInput, ...) to ctx. Authorization reads the condition keys AWS KMS
+// takes from request parameters (kms:SigningAlgorithm, aws:RequestTag/KEY,
+// ...) from it; without it those keys are absent from the request.
+func WithRequestInput(ctx context.Context, in any) context.Context {
+	return context.WithValue(ctx, requestInputKey{}, in)
+}
+
+// requestInputFrom returns the input attached by WithRequestInput, or nil.
+func requestInputFrom(ctx context.Context) any {
+	return ctx.Value(requestInputKey{})
 }

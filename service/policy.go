@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
 
 	"github.com/kmsd/kmsd/fsm"
 )
 
-// Key policies are stored and returned byte for byte; enforcing them is
-// another layer's job. A key has exactly one policy, named "default".
+// Key policies are stored and returned byte for byte, once they pass the
+// IAM policy grammar (checkPolicyGrammar); authz.go enforces them. A key
+// has exactly one policy, named "default".
 
 const (
 	defaultPolicyName      = "default"
@@ -51,6 +55,29 @@ var principalTypes = map[string]bool{"AWS": true, "Service": true, "Federated": 
 // Deny), a Principal (or NotPrincipal), an Action (or NotAction) and a
 // Resource (or NotResource).
 func checkPolicyGrammar(doc map[string]json.RawMessage) error {
+	return checkGrammar(doc, false)
+}
+
+// ValidateIdentityPolicy checks an IAM identity policy (a credential's
+// "policy" in the credentials file) against the same grammar, except that
+// its statements name no principal. A policy that fails it would be
+// evaluated as allowing nothing; refusing it when the credentials are
+// loaded says why.
+func ValidateIdentityPolicy(doc []byte) error {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(doc, &m) != nil || m == nil {
+		return malformed("The identity policy is not a JSON object.")
+	}
+	err := checkGrammar(m, true)
+	var e *Error
+	if errors.As(err, &e) {
+		// The grammar's messages name the key policy.
+		e.Message = strings.ReplaceAll(e.Message, "key policy", "identity policy")
+	}
+	return err
+}
+
+func checkGrammar(doc map[string]json.RawMessage, identity bool) error {
 	for name := range doc {
 		if !policyElements[name] {
 			return malformed("The key policy has an unsupported element %q.", truncateForMessage(name))
@@ -85,14 +112,14 @@ func checkPolicyGrammar(doc map[string]json.RawMessage) error {
 		return malformed("The key policy has no statements.")
 	}
 	for i, st := range statements {
-		if err := checkStatement(i, st); err != nil {
+		if err := checkStatement(i, st, identity); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func checkStatement(i int, st map[string]json.RawMessage) error {
+func checkStatement(i int, st map[string]json.RawMessage, identity bool) error {
 	if st == nil {
 		return malformed("Statement %d of the key policy is not an object.", i+1)
 	}
@@ -108,12 +135,21 @@ func checkStatement(i int, st map[string]json.RawMessage) error {
 	if raw, ok := st["Effect"]; !ok || json.Unmarshal(raw, &effect) != nil || (effect != "Allow" && effect != "Deny") {
 		return malformed("Statement %d of the key policy must have an Effect of Allow or Deny.", i+1)
 	}
-	principal, err := exactlyOne(i, st, "Principal", "NotPrincipal")
-	if err != nil {
-		return err
-	}
-	if !validPrincipal(principal) {
-		return malformed("Statement %d of the key policy has an invalid principal.", i+1)
+	if identity {
+		if _, p := st["Principal"]; p {
+			return malformed("Statement %d of the identity policy has a Principal: identity policies apply to their own principal.", i+1)
+		}
+		if _, p := st["NotPrincipal"]; p {
+			return malformed("Statement %d of the identity policy has a NotPrincipal: identity policies apply to their own principal.", i+1)
+		}
+	} else {
+		principal, err := exactlyOne(i, st, "Principal", "NotPrincipal")
+		if err != nil {
+			return err
+		}
+		if !validPrincipal(principal) {
+			return malformed("Statement %d of the key policy has an invalid principal.", i+1)
+		}
 	}
 	for _, pair := range [][2]string{{"Action", "NotAction"}, {"Resource", "NotResource"}} {
 		raw, err := exactlyOne(i, st, pair[0], pair[1])
@@ -125,10 +161,81 @@ func checkStatement(i int, st map[string]json.RawMessage) error {
 		}
 	}
 	if cond, ok := st["Condition"]; ok {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(cond, &m) != nil || m == nil {
-			return malformed("Statement %d of the key policy has a Condition that is not an object.", i+1)
+		if err := checkCondition(i, cond); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// checkCondition checks a Condition element: an object of condition
+// operators this evaluator implements, each an object of condition keys
+// with a value or a non-empty list of values (strings, numbers or
+// booleans) of the operator's type. A condition AWS KMS refuses as overly
+// permissive (ForAllValues on a single-valued key that names an encryption
+// context pair or a request tag) is refused too.
+func checkCondition(i int, raw json.RawMessage) error {
+	var blocks map[string]json.RawMessage
+	if json.Unmarshal(raw, &blocks) != nil || blocks == nil {
+		return malformed("Statement %d of the key policy has a Condition that is not an object.", i+1)
+	}
+	for op, rawBlock := range blocks {
+		set, base, _, known := splitOperator(op)
+		if !known {
+			return malformed("Statement %d of the key policy has an unsupported condition operator %q.", i+1, truncateForMessage(op))
+		}
+		var block map[string]json.RawMessage
+		if json.Unmarshal(rawBlock, &block) != nil || len(block) == 0 {
+			return malformed("Statement %d of the key policy has a %s condition that is not an object of condition keys.", i+1, truncateForMessage(op))
+		}
+		for key, rv := range block {
+			values, ok := conditionValues(rv)
+			if !ok || len(values) == 0 || key == "" {
+				return malformed("Statement %d of the key policy has an invalid value for %s in its %s condition.", i+1, truncateForMessage(key), truncateForMessage(op))
+			}
+			for _, v := range values {
+				if !validConditionValue(base, v) {
+					return malformed("Statement %d of the key policy has %q, which is not a valid %s value, for %s.", i+1, truncateForMessage(v), truncateForMessage(op), truncateForMessage(key))
+				}
+			}
+			if set == setAll {
+				if err := checkOverlyPermissive(key); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// validConditionValue checks a policy value against its operator's type.
+// String, ARN and binary operators take any string.
+func validConditionValue(base, v string) bool {
+	switch conditionOperators[base].family {
+	case opNumeric:
+		_, err := strconv.ParseFloat(v, 64)
+		return err == nil
+	case opDate:
+		_, ok := parsePolicyTime(v)
+		return ok
+	case opBool, opNull:
+		return strings.EqualFold(v, "true") || strings.EqualFold(v, "false")
+	case opIP:
+		_, ok := parseIPRange(v)
+		return ok
+	}
+	return true
+}
+
+// checkOverlyPermissive refuses ForAllValues on kms:EncryptionContext:KEY
+// and aws:RequestTag/KEY, with AWS KMS's messages.
+func checkOverlyPermissive(key string) error {
+	lower := strings.ToLower(key)
+	switch {
+	case strings.HasPrefix(lower, condEncryptionContextPrefix):
+		return malformed("OverlyPermissiveCondition:EncryptionContext: Using the ForAllValues set operator with a single-valued condition key matches requests without the specified encryption context or with an unspecified encryption context. To fix, remove ForAllValues.")
+	case strings.HasPrefix(lower, condRequestTagPrefix):
+		return malformed("OverlyPermissiveCondition:RequestTag: Using the ForAllValues set operator with a single-valued condition key matches requests without the specified tag or with an unspecified tag. To fix, remove ForAllValues.")
 	}
 	return nil
 }
@@ -227,7 +334,7 @@ func (s *Service) PutKeyPolicy(ctx context.Context, in *PutKeyPolicyInput) (*Emp
 		return nil, err
 	}
 	if err := s.authorize(ctx, authzRequest{action: "PutKeyPolicy", key: k, ref: *in.KeyId,
-		extra: map[string][]string{"kms:BypassPolicyLockoutSafetyCheck": {boolString(in.BypassPolicyLockoutSafetyCheck)}}}); err != nil {
+		extra: bypassCondition(in.BypassPolicyLockoutSafetyCheck)}); err != nil {
 		return nil, err
 	}
 	if err := checkCustomerManaged(k); err != nil {

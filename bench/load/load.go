@@ -28,6 +28,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/kmsd/kmsd/kmsdclient"
 )
 
 // Config is one load run.
@@ -45,6 +47,9 @@ type Config struct {
 	Timeout         time.Duration // per request; default 10s
 	PlaintextSize   int           // bytes per Encrypt; default 32
 	Progress        io.Writer     // a line per second while running; nil = quiet
+	// BatchSize is the number of items per request of the batch ops
+	// (BatchGenerateDataKey, ...); default and at most kmsdclient.MaxItems.
+	BatchSize int
 }
 
 // Latency is a latency summary in milliseconds.
@@ -66,13 +71,20 @@ func summarize(h *Histogram) Latency {
 }
 
 // OpResult is one operation's figures over the measured window. Latency
-// covers successful requests only.
+// covers successful requests only. Items are what the requests produced
+// (data keys, ciphertexts, plaintexts): one per successful single-operation
+// request, one per successful item of a batch request (items of failed
+// requests count nowhere; items that failed alone count as ItemErrors).
 type OpResult struct {
-	OK           uint64            `json:"ok"`
-	Errors       uint64            `json:"errors"`
-	Throughput   float64           `json:"ok_per_second"`
-	Latency      Latency           `json:"latency"`
-	ErrorsByType map[string]uint64 `json:"errors_by_type,omitempty"`
+	OK               uint64            `json:"ok"`
+	Errors           uint64            `json:"errors"`
+	Throughput       float64           `json:"ok_per_second"`
+	Latency          Latency           `json:"latency"`
+	ErrorsByType     map[string]uint64 `json:"errors_by_type,omitempty"`
+	Items            uint64            `json:"items_ok"`
+	ItemErrors       uint64            `json:"item_errors,omitempty"`
+	ItemsPerSecond   float64           `json:"items_per_second"`
+	ItemErrorsByType map[string]uint64 `json:"item_errors_by_type,omitempty"`
 }
 
 // EndpointResult counts one endpoint's requests over the measured window.
@@ -99,7 +111,8 @@ type ServerCPU struct {
 	Known        bool           `json:"known"`
 	Seconds      float64        `json:"cpu_seconds,omitempty"`
 	Cores        float64        `json:"cores,omitempty"`
-	MicrosPerOp  float64        `json:"cpu_us_per_op,omitempty"` // per request, errors included
+	MicrosPerOp  float64        `json:"cpu_us_per_op,omitempty"`   // per request, errors included
+	MicrosPerItm float64        `json:"cpu_us_per_item,omitempty"` // per item produced (see OpResult)
 	Nodes        []NodeCPUDelta `json:"nodes"`
 	UnknownCause string         `json:"unknown_cause,omitempty"`
 }
@@ -119,6 +132,7 @@ type Second struct {
 	OK        uint64  `json:"ok"`
 	Errors    uint64  `json:"errors"`
 	OKPerSec  float64 `json:"ok_per_second"`
+	ItemsPS   float64 `json:"items_per_second"`
 	P50       float64 `json:"p50_ms"`
 	P99       float64 `json:"p99_ms"`
 	Intervals float64 `json:"interval_s"`
@@ -139,6 +153,9 @@ type Result struct {
 	OK              uint64               `json:"ok"`
 	Errors          uint64               `json:"errors"`
 	Throughput      float64              `json:"ok_per_second"`
+	BatchSize       int                  `json:"batch_size,omitempty"` // items per batch request, when the mix has batch ops
+	Items           uint64               `json:"items_ok"`
+	ItemsPerSecond  float64              `json:"items_per_second"`
 	Latency         Latency              `json:"latency"`
 	Ops             map[string]*OpResult `json:"ops"`
 	ErrorsByType    map[string]uint64    `json:"errors_by_type"`
@@ -158,10 +175,13 @@ const (
 var phaseNames = [...]string{"warmup", "measure", "done"}
 
 type opStats struct {
-	hist   Histogram
-	ok     uint64
-	errors uint64
-	byType map[string]uint64
+	hist       Histogram
+	ok         uint64
+	errors     uint64
+	byType     map[string]uint64
+	items      uint64
+	itemErrors uint64
+	itemByType map[string]uint64
 }
 
 // recorder collects every completed request under one mutex (a few µs of
@@ -175,19 +195,20 @@ type recorder struct {
 	examples  map[string]string
 	endpoints []EndpointResult
 
-	sec     Histogram
-	secOK   uint64
-	secErr  uint64
-	lastT   float64
-	totalOK uint64
-	totalEr uint64
-	line    []Second
+	sec      Histogram
+	secOK    uint64
+	secErr   uint64
+	secItems uint64
+	lastT    float64
+	totalOK  uint64
+	totalEr  uint64
+	line     []Second
 }
 
 func newRecorder(endpoints []string, mix Mix) *recorder {
 	r := &recorder{ops: map[string]*opStats{}, byType: map[string]uint64{}, examples: map[string]string{}}
 	for _, e := range mix {
-		r.ops[e.Op] = &opStats{byType: map[string]uint64{}}
+		r.ops[e.Op] = &opStats{byType: map[string]uint64{}, itemByType: map[string]uint64{}}
 	}
 	for _, ep := range endpoints {
 		r.endpoints = append(r.endpoints, EndpointResult{Endpoint: ep})
@@ -195,7 +216,8 @@ func newRecorder(endpoints []string, mix Mix) *recorder {
 	return r
 }
 
-func (r *recorder) record(op string, ep int, d time.Duration, err error) {
+// record counts one request; out is what it produced (zero on error).
+func (r *recorder) record(op string, ep int, d time.Duration, err error, out outcome) {
 	var kind string
 	if err != nil {
 		kind = ClassifyError(err)
@@ -211,6 +233,7 @@ func (r *recorder) record(op string, ep int, d time.Duration, err error) {
 	} else {
 		r.sec.Record(d)
 		r.secOK++
+		r.secItems += out.items
 		r.totalOK++
 	}
 	if r.phase != phaseMeasure {
@@ -232,6 +255,11 @@ func (r *recorder) record(op string, ep int, d time.Duration, err error) {
 		return
 	}
 	s.ok++
+	s.items += out.items
+	s.itemErrors += out.itemErrors
+	for k, n := range out.itemErrorTypes {
+		s.itemByType[k] += n
+	}
 	s.hist.Record(d)
 	r.all.Record(d)
 	r.endpoints[ep].OK++
@@ -257,10 +285,11 @@ func (r *recorder) rotate(t, warmup float64) Second {
 		P50: float64(r.sec.Quantile(0.5)) / 1e6, P99: float64(r.sec.Quantile(0.99)) / 1e6}
 	if iv > 0 {
 		s.OKPerSec = float64(r.secOK) / iv
+		s.ItemsPS = float64(r.secItems) / iv
 	}
 	r.line = append(r.line, s)
 	r.sec = Histogram{}
-	r.secOK, r.secErr = 0, 0
+	r.secOK, r.secErr, r.secItems = 0, 0, 0
 	r.lastT = t
 	return s
 }
@@ -302,10 +331,11 @@ func ClassifyError(err error) string {
 	return "OtherError"
 }
 
-// target is one endpoint's client.
+// target is one endpoint's clients.
 type target struct {
 	url    string
 	client *kms.Client
+	batch  *kmsdclient.Client
 }
 
 func (c *Config) defaults() error {
@@ -343,6 +373,12 @@ func (c *Config) defaults() error {
 	if c.PlaintextSize <= 0 {
 		c.PlaintextSize = 32
 	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = kmsdclient.MaxItems
+	}
+	if c.BatchSize > kmsdclient.MaxItems {
+		return fmt.Errorf("batch size %d: kmsd takes at most %d items per request", c.BatchSize, kmsdclient.MaxItems)
+	}
 	return nil
 }
 
@@ -360,12 +396,17 @@ func NewHTTPClient(concurrency int, timeout time.Duration) *awshttp.BuildableCli
 		})
 }
 
-func newTargets(cfg *Config) []target {
+func newTargets(cfg *Config) ([]target, error) {
 	hc := NewHTTPClient(cfg.Concurrency, cfg.Timeout)
 	creds := credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken)
 	var ts []target
 	for _, ep := range cfg.Endpoints {
-		ts = append(ts, target{url: ep, client: kms.New(kms.Options{
+		bc, err := kmsdclient.New(kmsdclient.Options{Endpoint: ep, Region: cfg.Region, Credentials: creds,
+			HTTPClient: hc, MaxAttempts: 1})
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, target{url: ep, batch: bc, client: kms.New(kms.Options{
 			Region:       cfg.Region,
 			BaseEndpoint: aws.String(ep),
 			Credentials:  creds,
@@ -374,18 +415,74 @@ func newTargets(cfg *Config) []target {
 			RetryMaxAttempts: 1,
 		})})
 	}
-	return ts
+	return ts, nil
 }
 
-// workload is what the workers share: the key and ciphertexts to decrypt.
+// workload is what the workers share: the key, ciphertexts to decrypt, and
+// the (read-only) items of the batch ops.
 type workload struct {
 	keyID       string
 	ciphertexts [][]byte
 	plaintext   []byte
+
+	dataKeyItems []kmsdclient.DataKeyItem
+	encryptItems []kmsdclient.EncryptItem
+	decryptItems []kmsdclient.DecryptItem
 }
 
-func (w *workload) do(ctx context.Context, c *kms.Client, op string, r *mrand.Rand) error {
+// outcome is what one successful request produced.
+type outcome struct {
+	items          uint64            // data keys, ciphertexts or plaintexts
+	itemErrors     uint64            // batch items that failed alone
+	itemErrorTypes map[string]uint64 // their AWS error codes
+}
+
+// countItems tallies a batch response's per-item errors.
+func countItems(n int, itemErr func(i int) *kmsdclient.ItemError) outcome {
+	var o outcome
+	for i := range n {
+		if e := itemErr(i); e != nil {
+			o.itemErrors++
+			if o.itemErrorTypes == nil {
+				o.itemErrorTypes = map[string]uint64{}
+			}
+			o.itemErrorTypes[e.Code]++
+			continue
+		}
+		o.items++
+	}
+	return o
+}
+
+func (w *workload) do(ctx context.Context, t *target, op string, r *mrand.Rand) (outcome, error) {
+	c := t.client
 	var err error
+	switch op {
+	case "BatchGenerateDataKey":
+		out, err := t.batch.BatchGenerateDataKey(ctx, &kmsdclient.BatchGenerateDataKeyInput{Items: w.dataKeyItems})
+		if err != nil {
+			return outcome{}, err
+		}
+		return countItems(len(out.Results), func(i int) *kmsdclient.ItemError { return out.Results[i].Error }), nil
+	case "BatchGenerateDataKeyWithoutPlaintext":
+		out, err := t.batch.BatchGenerateDataKeyWithoutPlaintext(ctx, &kmsdclient.BatchGenerateDataKeyInput{Items: w.dataKeyItems})
+		if err != nil {
+			return outcome{}, err
+		}
+		return countItems(len(out.Results), func(i int) *kmsdclient.ItemError { return out.Results[i].Error }), nil
+	case "BatchEncrypt":
+		out, err := t.batch.BatchEncrypt(ctx, &kmsdclient.BatchEncryptInput{Items: w.encryptItems})
+		if err != nil {
+			return outcome{}, err
+		}
+		return countItems(len(out.Results), func(i int) *kmsdclient.ItemError { return out.Results[i].Error }), nil
+	case "BatchDecrypt":
+		out, err := t.batch.BatchDecrypt(ctx, &kmsdclient.BatchDecryptInput{Items: w.decryptItems})
+		if err != nil {
+			return outcome{}, err
+		}
+		return countItems(len(out.Results), func(i int) *kmsdclient.ItemError { return out.Results[i].Error }), nil
+	}
 	switch op {
 	case "GenerateDataKey":
 		_, err = c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: &w.keyID, KeySpec: types.DataKeySpecAes256})
@@ -404,7 +501,10 @@ func (w *workload) do(ctx context.Context, c *kms.Client, op string, r *mrand.Ra
 	default:
 		err = fmt.Errorf("unknown op %s", op)
 	}
-	return err
+	if err != nil {
+		return outcome{}, err
+	}
+	return outcome{items: 1}, nil
 }
 
 // setup creates the key (unless given), waits until every endpoint sees it,
@@ -449,7 +549,7 @@ func setup(ctx context.Context, cfg *Config, ts []target) (*workload, bool, erro
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if cfg.Mix.Has("Decrypt") || cfg.Mix.Has("ReEncrypt") {
+	if cfg.Mix.Has("Decrypt") || cfg.Mix.Has("ReEncrypt") || cfg.Mix.Has("BatchDecrypt") {
 		for i := 0; i < 32; i++ {
 			pt := make([]byte, cfg.PlaintextSize)
 			rand.Read(pt)
@@ -461,6 +561,21 @@ func setup(ctx context.Context, cfg *Config, ts []target) (*workload, bool, erro
 				return nil, created, fmt.Errorf("setup Encrypt on %s: %w", t.url, err)
 			}
 			w.ciphertexts = append(w.ciphertexts, out.CiphertextBlob)
+		}
+	}
+	if cfg.Mix.HasBatch() {
+		n := cfg.BatchSize
+		w.dataKeyItems = make([]kmsdclient.DataKeyItem, n)
+		w.encryptItems = make([]kmsdclient.EncryptItem, n)
+		for i := range n {
+			w.dataKeyItems[i] = kmsdclient.DataKeyItem{KeyId: w.keyID, KeySpec: "AES_256"}
+			w.encryptItems[i] = kmsdclient.EncryptItem{KeyId: w.keyID, Plaintext: w.plaintext}
+		}
+		if len(w.ciphertexts) > 0 {
+			w.decryptItems = make([]kmsdclient.DecryptItem, n)
+			for i := range n {
+				w.decryptItems[i] = kmsdclient.DecryptItem{CiphertextBlob: w.ciphertexts[i%len(w.ciphertexts)]}
+			}
 		}
 	}
 	return w, created, nil
@@ -497,7 +612,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	ts := newTargets(&cfg)
+	ts, err := newTargets(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	wl, created, err := setup(ctx, &cfg, ts)
 	if err != nil {
 		return nil, err
@@ -515,17 +633,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			defer wg.Done()
 			r := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))
 			ep := i % len(ts)
-			c := ts[ep].client
+			tg := &ts[ep]
 			for !stop.Load() {
 				op := pk.pick(r)
 				// Not derived from ctx: an interrupt lets requests in
 				// flight finish rather than counting them as errors.
 				rctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 				t0 := time.Now()
-				err := wl.do(rctx, c, op, r)
+				out, err := wl.do(rctx, tg, op, r)
 				d := time.Since(t0)
 				cancel()
-				rec.record(op, ep, d, err)
+				rec.record(op, ep, d, err, out)
 			}
 		}(i)
 	}
@@ -534,6 +652,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Endpoints: cfg.Endpoints, Mix: cfg.Mix.String(), Concurrency: cfg.Concurrency,
 		Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(),
 		KeyID: wl.keyID, KeyCreated: created, Start: start,
+	}
+	if cfg.Mix.HasBatch() {
+		res.BatchSize = cfg.BatchSize
 	}
 	var begin, end cpuMark
 	phase := phaseWarmup
@@ -564,8 +685,12 @@ loop:
 				rec.mu.Lock()
 				tok, terr := rec.totalOK, rec.totalEr
 				rec.mu.Unlock()
-				fmt.Fprintf(cfg.Progress, "[%5.1fs %-7s] %8.0f ok/s  p50 %7.2fms  p99 %7.2fms  errors %d  (total ok %d, errors %d)\n",
-					s.T, s.Phase, s.OKPerSec, s.P50, s.P99, s.Errors, tok, terr)
+				items := ""
+				if cfg.Mix.HasBatch() {
+					items = fmt.Sprintf("  %9.0f items/s", s.ItemsPS)
+				}
+				fmt.Fprintf(cfg.Progress, "[%5.1fs %-7s] %8.0f ok/s%s  p50 %7.2fms  p99 %7.2fms  errors %d  (total ok %d, errors %d)\n",
+					s.T, s.Phase, s.OKPerSec, items, s.P50, s.P99, s.Errors, tok, terr)
 			}
 		case <-warm.C:
 			beginMeasure()
@@ -597,19 +722,26 @@ loop:
 	res.MeasuredSeconds = window
 	res.Ops = map[string]*OpResult{}
 	for op, s := range rec.ops {
-		o := &OpResult{OK: s.ok, Errors: s.errors, Latency: summarize(&s.hist), ErrorsByType: s.byType}
+		o := &OpResult{OK: s.ok, Errors: s.errors, Latency: summarize(&s.hist), ErrorsByType: s.byType,
+			Items: s.items, ItemErrors: s.itemErrors, ItemErrorsByType: s.itemByType}
 		if window > 0 {
 			o.Throughput = float64(s.ok) / window
+			o.ItemsPerSecond = float64(s.items) / window
 		}
 		if len(o.ErrorsByType) == 0 {
 			o.ErrorsByType = nil
 		}
+		if len(o.ItemErrorsByType) == 0 {
+			o.ItemErrorsByType = nil
+		}
 		res.Ops[op] = o
 		res.OK += s.ok
 		res.Errors += s.errors
+		res.Items += s.items
 	}
 	if window > 0 {
 		res.Throughput = float64(res.OK) / window
+		res.ItemsPerSecond = float64(res.Items) / window
 	}
 	res.Latency = summarize(&rec.all)
 	res.ErrorsByType = rec.byType
@@ -657,6 +789,9 @@ loop:
 	}
 	if sc.Known && requests > 0 {
 		sc.MicrosPerOp = sc.Seconds / requests * 1e6
+	}
+	if sc.Known && res.Items > 0 {
+		sc.MicrosPerItm = sc.Seconds / float64(res.Items) * 1e6
 	}
 	if !sc.Known {
 		sc.Seconds, sc.Cores = 0, 0

@@ -17,6 +17,26 @@ var Ops = []string{
 	"ReEncrypt",
 	"DescribeKey",
 	"CreateKey",
+	// kmsd's Batch API (package kmsdclient), Config.BatchSize items per
+	// request.
+	"BatchGenerateDataKey",
+	"BatchGenerateDataKeyWithoutPlaintext",
+	"BatchEncrypt",
+	"BatchDecrypt",
+}
+
+// IsBatchOp reports whether op is a Batch API operation, whose requests
+// carry Config.BatchSize items each.
+func IsBatchOp(op string) bool { return strings.HasPrefix(op, "Batch") }
+
+// HasBatch reports whether the mix has a batch operation.
+func (m Mix) HasBatch() bool {
+	for _, e := range m {
+		if IsBatchOp(e.Op) {
+			return true
+		}
+	}
+	return false
 }
 
 func knownOp(name string) (string, bool) {

@@ -2,10 +2,12 @@
 //
 // It owns the operator's view of a kmsd cluster: `cluster status` (every
 // node's Raft state and replication lag, from GET /v1/status), key
-// management (`keys list|create|describe`) and one-shot `encrypt` /
-// `decrypt`. Key and crypto commands go through the AWS SDK for Go v2 KMS
+// management (`keys list|create|describe`), one-shot `encrypt` /
+// `decrypt`, and `batch generate-data-key|encrypt|decrypt` through kmsd's
+// Batch API. Key and crypto commands go through the AWS SDK for Go v2 KMS
 // client, so kmsctl exercises exactly the wire protocol other AWS clients
-// use.
+// use; the batch commands, which the SDK does not know, go through
+// package kmsdclient (same protocol, the SDK's SigV4 signer).
 //
 //	kmsctl --endpoint http://127.0.0.1:8080 keys create --description demo --alias alias/demo
 //	kmsctl keys list --output json
@@ -69,6 +71,13 @@ Commands:
                      prints the ciphertext in base64
   decrypt            [--key-id KEY] [--context k=v]... (--ciphertext B64 | --in FILE|-)
                      writes the plaintext, raw, to stdout
+  batch generate-data-key
+                     --key-id KEY [--count N] [--key-spec AES_256|AES_128 | --number-of-bytes N]
+                     [--context k=v]... [--without-plaintext]: one data key per line
+  batch encrypt      --key-id KEY --in FILE|- [--base64] [--context k=v]...
+                     encrypts each line; prints one base64 ciphertext per line
+  batch decrypt      [--key-id KEY] --in FILE|- [--base64] [--context k=v]...
+                     decrypts each base64 line; prints one plaintext per line
   audit verify FILE|DIR...
                      check kmsd audit files offline: [--pubkey node.pub] [--allow-open]
   help               show this help ("kmsctl <command> -h" shows a command's flags)
@@ -166,6 +175,9 @@ func commands() []*command {
 		keysDescribeCommand(),
 		encryptCommand(),
 		decryptCommand(),
+		batchGenerateDataKeyCommand(),
+		batchEncryptCommand(),
+		batchDecryptCommand(),
 		auditVerifyCommand(),
 	}
 }
