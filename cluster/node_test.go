@@ -455,6 +455,8 @@ func TestConfigValidate(t *testing.T) {
 		"election < hb": {func(c *cluster.Config) { c.ElectionTimeout = 100 * time.Millisecond }, "ElectionTimeout"},
 		"negative":      {func(c *cluster.Config) { c.ApplyTimeout = -1 }, "ApplyTimeout"},
 		"retain":        {func(c *cluster.Config) { c.SnapshotRetain = -1 }, "SnapshotRetain"},
+		"batch < 0":     {func(c *cluster.Config) { c.MaxAppendEntries = -1 }, "MaxAppendEntries"},
+		"batch > 1024":  {func(c *cluster.Config) { c.MaxAppendEntries = 1025 }, "MaxAppendEntries"},
 		"dup peers": {func(c *cluster.Config) {
 			c.BootstrapPeers = []cluster.Peer{{ID: "b", Addr: "h:1"}, {ID: "b", Addr: "h:2"}}
 		}, "duplicate"},
@@ -473,6 +475,9 @@ func TestConfigValidate(t *testing.T) {
 	withAdvertise := ok
 	withAdvertise.RaftAddr, withAdvertise.RaftAdvertiseAddr = "0.0.0.0:8300", "10.0.0.1:8300"
 	require.NoError(t, withAdvertise.Validate())
+	largestBatch := ok
+	largestBatch.MaxAppendEntries = 1024
+	require.NoError(t, largestBatch.Validate())
 }
 
 // waitLeadership reads a leadership subscription until it yields want.

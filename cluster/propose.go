@@ -74,9 +74,14 @@ func enqueueTimeout(ctx context.Context) time.Duration {
 	return max(time.Until(d), time.Millisecond)
 }
 
-// await waits for a raft future, giving up when ctx is done. Raft futures
-// cannot be selected on, so the wait runs in a goroutine; raft resolves
-// every future (at the latest at shutdown), so it does not leak for long.
+// await waits for a raft future, giving up when ctx is done or the node
+// shuts down. Raft futures cannot be selected on, so the wait runs in a
+// goroutine. Raft resolves every future it has taken from its apply
+// channel (at the latest at shutdown), but not one still queued in that
+// channel's buffer (BatchApplyCh) when it shuts down: without the shutdown
+// case such a caller would wait for its whole deadline. (Its goroutine
+// stays blocked; that happens only once per queued proposal of a node
+// that is shut down.)
 func (n *Node) await(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -85,6 +90,8 @@ func (n *Node) await(ctx context.Context, f raft.Future) error {
 		return err
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	case <-n.shutdownCh:
+		return fmt.Errorf("cluster: %w: %w", ErrShutdown, ErrOutcomeUnknown)
 	}
 }
 
@@ -104,9 +111,10 @@ func (n *Node) mapError(op string, err error) error {
 	default:
 		// raft.ErrLeadershipLost, raft.ErrAbortedByRestore, a failed log
 		// write, ... and raft.ErrEnqueueTimeout. The latter is in fact
-		// returned before the entry reaches the leader loop (raft's
-		// BatchApplyCh is off), but it only happens when our deadline is
-		// reached, and "unknown" is always a safe answer.
+		// returned when the entry could not even be queued for the leader
+		// loop (raft's BatchApplyCh buffer stayed full), but it only
+		// happens when our deadline is reached, and "unknown" is always a
+		// safe answer.
 		return fmt.Errorf("cluster: %s: %w: %w", op, ErrOutcomeUnknown, err)
 	}
 }

@@ -126,8 +126,8 @@ func grantOrder(a, b *Grant) int {
 // parameters; g must have a name.
 func (f *FSM) namedGrantLocked(g *Grant) (*Grant, bool) {
 	var best *Grant
-	for _, have := range f.st.Grants {
-		if have.KeyID == g.KeyID && have.SameParameters(g) && (best == nil || grantOrder(have, best) < 0) {
+	for _, have := range f.grantsByKey[g.KeyID] {
+		if have.SameParameters(g) && (best == nil || grantOrder(have, best) < 0) {
 			best = have
 		}
 	}
@@ -159,20 +159,52 @@ func (f *FSM) createGrant(c *Command) *Error {
 	if _, dup := f.st.Grants[g.GrantID]; dup {
 		return fail(ErrAlreadyExists, "Grant %s already exists.", g.GrantID)
 	}
-	n := 0
-	for _, have := range f.st.Grants {
-		if have.KeyID == g.KeyID {
-			n++
-		}
-	}
-	if n >= MaxGrantsPerKey {
+	if len(f.grantsByKey[g.KeyID]) >= MaxGrantsPerKey {
 		return fail(ErrLimitExceeded, "%s already has the maximum of %d grants.", k.ARN, MaxGrantsPerKey)
 	}
 	if f.st.Grants == nil {
 		f.st.Grants = map[string]*Grant{}
 	}
 	f.st.Grants[g.GrantID] = g
+	f.indexGrant(g)
 	return nil
+}
+
+// grantIndex maps a key id to its grants by grant id: derived from
+// st.Grants (not in snapshots), so that creating, counting and listing one
+// key's grants does not visit every grant of the region.
+type grantIndex map[string]map[string]*Grant
+
+func newGrantIndex(grants map[string]*Grant) grantIndex {
+	idx := grantIndex{}
+	for _, g := range grants {
+		idx.add(g)
+	}
+	return idx
+}
+
+func (idx grantIndex) add(g *Grant) {
+	m := idx[g.KeyID]
+	if m == nil {
+		m = map[string]*Grant{}
+		idx[g.KeyID] = m
+	}
+	m[g.GrantID] = g
+}
+
+func (f *FSM) indexGrant(g *Grant) {
+	if f.grantsByKey == nil {
+		f.grantsByKey = grantIndex{}
+	}
+	f.grantsByKey.add(g)
+}
+
+func (f *FSM) unindexGrant(g *Grant) {
+	m := f.grantsByKey[g.KeyID]
+	delete(m, g.GrantID)
+	if len(m) == 0 {
+		delete(f.grantsByKey, g.KeyID)
+	}
 }
 
 func (f *FSM) removeGrant(c *Command) *Error {
@@ -182,16 +214,16 @@ func (f *FSM) removeGrant(c *Command) *Error {
 		return fail(ErrNotFound, "Grant ID %s not found for key %s.", r.GrantID, r.KeyID)
 	}
 	delete(f.st.Grants, r.GrantID)
+	f.unindexGrant(g)
 	return nil
 }
 
 // dropGrantsOf deletes every grant of a key (the key is being deleted).
 func (f *FSM) dropGrantsOf(keyID string) {
-	for id, g := range f.st.Grants {
-		if g.KeyID == keyID {
-			delete(f.st.Grants, id)
-		}
+	for id := range f.grantsByKey[keyID] {
+		delete(f.st.Grants, id)
 	}
+	delete(f.grantsByKey, keyID)
 }
 
 // Grant returns a copy of the grant with the given id.
@@ -226,6 +258,26 @@ func (f *FSM) Grants(match func(*Grant) bool) []Grant {
 	f.mu.RLock()
 	var sel []*Grant
 	for _, g := range f.st.Grants {
+		if match == nil || match(g) {
+			sel = append(sel, g)
+		}
+	}
+	f.mu.RUnlock()
+	slices.SortFunc(sel, grantOrder)
+	out := make([]Grant, len(sel))
+	for i, g := range sel {
+		out[i] = *g.clone()
+	}
+	return out
+}
+
+// GrantsForKey returns copies of the grants of key keyID for which match
+// returns true (nil: all), oldest first (ties by grant id): Grants with the
+// key's own grants only, at a cost that does not grow with other keys'.
+func (f *FSM) GrantsForKey(keyID string, match func(*Grant) bool) []Grant {
+	f.mu.RLock()
+	var sel []*Grant
+	for _, g := range f.grantsByKey[keyID] {
 		if match == nil || match(g) {
 			sel = append(sel, g)
 		}

@@ -175,6 +175,7 @@ func TestApplyCreateGrantLimit(t *testing.T) {
 		g.GrantID = fmt.Sprintf("%064x", i+1000)
 		e.f.st.Grants[g.GrantID] = &g
 	}
+	e.f.grantsByKey = newGrantIndex(e.f.st.Grants) // as Restore does
 	err := e.applyErr(createGrant(testGrant(1, "k1", "")), ErrLimitExceeded)
 	require.Contains(t, err.Message, "50000")
 	e.mustApply(createGrant(testGrant(1, "k2", ""))) // per key

@@ -355,3 +355,10 @@ func populated(t *testing.T) *env {
 }
 
 var populatedDomainKeys = []string{"dk-1", "dk-2"}
+
+// encodeState is the canonical encoding of st, in memory.
+func encodeState(st *state) ([]byte, error) {
+	var b bytes.Buffer
+	err := encodeStateTo(&b, st)
+	return b.Bytes(), err
+}

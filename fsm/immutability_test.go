@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -102,6 +103,8 @@ func TestReadersRaceApply(t *testing.T) {
 		_ = e.f.KeysDueForDeletion(math.MaxInt64)
 		_ = e.f.KeyCount()
 		_, _ = e.f.ResultOf("req-1")
+		_ = e.f.GrantsForKey("k1", nil)
+		_ = e.f.Grants(nil)
 	})
 	read(func() {
 		_, err := e.f.StateHash()
@@ -128,6 +131,22 @@ func TestReadersRaceApply(t *testing.T) {
 			setEnabled("k1", i%2 == 0),
 			updateAlias("alias/a", "k1", t0+int64(i)),
 		)
+		if i%2 == 0 { // enabled: grants can be made
+			e.mustApply(createGrant(testGrant(byte(i+1), "k1", "")))
+		}
+		if i%6 == 0 {
+			e.mustApply(removeGrant("k1", grantID(byte(i+1))))
+		}
+	}
+	// And in batches, as raft hands a batching FSM its entries.
+	var batch []*raft.Log
+	for i := range 50 {
+		batch = append(batch, &raft.Log{Type: raft.LogCommand, Index: e.next,
+			Data: e.encode(updateDescription("k1", fmt.Sprintf("batched %d", i)))})
+		e.next++
+	}
+	for _, r := range e.f.ApplyBatch(batch) {
+		require.Nil(t, r.(*Result).Err)
 	}
 	snapBytes := <-persisted
 	close(stop)

@@ -158,3 +158,56 @@ type state struct {
 func newState() *state {
 	return &state{Keys: map[string]*Key{}, Aliases: map[string]*Alias{}}
 }
+
+// interner makes equal strings that many keys carry (the default key
+// policy, account id, key spec, usage, origin, manager, state, domain key
+// id) share one copy: each decoded command brings its own copies, and the
+// default policy alone is a third of a key's memory. Interning changes no
+// value, only where it is stored. The table is bounded: when full it starts
+// over, which keeps what is common (it comes back at once) without
+// tracking use.
+type interner struct {
+	m     map[string]string
+	bytes int
+}
+
+const (
+	internMaxEntries = 1024
+	internMaxBytes   = 1 << 20
+)
+
+func (in *interner) str(s string) string {
+	if s == "" {
+		return s
+	}
+	if c, ok := in.m[s]; ok {
+		return c
+	}
+	if len(s) > internMaxBytes/16 {
+		return s // a rare huge policy would flush the table by itself
+	}
+	if in.m == nil || len(in.m) >= internMaxEntries || in.bytes+len(s) > internMaxBytes {
+		in.m, in.bytes = make(map[string]string), 0
+	}
+	in.m[s] = s
+	in.bytes += len(s)
+	return s
+}
+
+// key interns k's shared strings in place; k must not be visible to
+// readers yet (a fresh copy).
+func (in *interner) key(k *Key) {
+	k.AccountID = in.str(k.AccountID)
+	k.KeyUsage = in.str(k.KeyUsage)
+	k.KeySpec = in.str(k.KeySpec)
+	k.Origin = in.str(k.Origin)
+	k.KeyManager = in.str(k.KeyManager)
+	k.State = in.str(k.State)
+	k.Policy = in.str(k.Policy)
+	k.ExpirationModel = in.str(k.ExpirationModel)
+	for i := range k.Versions {
+		v := &k.Versions[i]
+		v.DomainKeyID = in.str(v.DomainKeyID)
+		v.RotationType = in.str(v.RotationType)
+	}
+}
