@@ -6,7 +6,7 @@ FUZZTIME  ?= 60s
 ROUNDS    ?= 5
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build test test-short cluster cluster-up cluster-down cluster-status dev docker-image docker-cluster docker-down bench chaos lint fuzz clean
+.PHONY: all build test test-short cluster cluster-up cluster-down cluster-status dev docker-image docker-cluster docker-down bench bench-inprocess chaos lint fuzz clean
 
 all: build
 
@@ -70,6 +70,17 @@ bench:
 		echo "BENCH_ENDPOINTS not set: skipping the load generator (see bench/README.md)"; \
 	fi
 
+# In-process benchmarks of the server paths (bench/README.md): the whole
+# request path of GenerateDataKey (SigV4, audit, Raft) in CPU per op, the
+# batch API, CreateKey through a real 3-node Raft cluster with fsync, and
+# heap per stored key at 100,000 keys.
+bench-inprocess:
+	$(GO) test -run '^$$' -bench 'HotPath' -benchtime 3000x ./api/
+	$(GO) test -run '^$$' -bench 'BatchGenerateDataKey|BatchEncrypt4KiB' -benchtime 20x ./api/
+	$(GO) test -run '^$$' -bench 'CoreSeal/.*/4096B|CoreDerivation' ./crypto/
+	$(GO) test -run '^$$' -bench CreateKeyPropose -benchtime 20000x ./cluster/
+	$(GO) test -run '^$$' -bench CreateKeyMemory -benchtime 1x ./fsm/
+
 # ROUNDS rounds of a random failpoint (kill the leader, a follower, two
 # followers in turn, all nodes, a rolling restart) against a 3-node cluster
 # under a recorded workload; prints a summary line (ops, lost, failover
@@ -90,6 +101,10 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./fsm -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./service -run '^$$' -fuzz '^FuzzParsePolicy$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./crypto -run '^$$' -fuzz '^FuzzParseSecp256k1PKCS8$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseCredentials$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzBatchFastDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./audit -run '^$$' -fuzz '^FuzzFastPaths$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN)
