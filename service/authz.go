@@ -43,8 +43,9 @@ import (
 //     from kmsd itself (maintenance, in-process tests) and is allowed; the
 //     api layer attaches the authenticated caller to every request.
 //
-// The condition keys of a request (buildContext) are those AWS KMS puts in
-// the request context of the same operation, with AWS's value types:
+// The condition keys of a request are those AWS KMS puts in the request
+// context of the same operation, with AWS's value types. Each is worked
+// out when a policy asks for it (authzContext.lookup), not per request:
 //
 //   - every request: kms:CallerAccount, aws:PrincipalArn,
 //     aws:PrincipalAccount, aws:PrincipalType, aws:username (IAM users),
@@ -53,8 +54,8 @@ import (
 //   - operations on a key: kms:KeySpec, kms:KeyUsage, kms:KeyOrigin (and
 //     the deprecated kms:CustomerMasterKeySpec / kms:CustomerMasterKeyUsage),
 //     kms:MultiRegion, kms:MultiRegionKeyType, aws:ResourceAccount,
-//     aws:ResourceTag/KEY, kms:ResourceAliases (read only when a policy
-//     asks for it), kms:RequestAlias (a KeyId that is an alias);
+//     aws:ResourceTag/KEY, kms:ResourceAliases (reads the alias table),
+//     kms:RequestAlias (a KeyId that is an alias);
 //   - operations with an encryption context: kms:EncryptionContext:KEY and
 //     kms:EncryptionContextKeys (CreateGrant: those of its constraints);
 //   - request parameters (requestConditions): kms:EncryptionAlgorithm,
@@ -153,7 +154,21 @@ var grantManagementActions = []string{"CreateGrant", "ListGrants", "RevokeGrant"
 // breakGlassActions are the actions the account root may always perform.
 var breakGlassActions = []string{"GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies"}
 
-func (s *Service) rootARN() string { return "arn:aws:iam::" + s.cfg.AccountID + ":root" }
+func (s *Service) rootARN() string { return rootARNPrefix + s.cfg.AccountID + rootARNSuffix }
+
+const (
+	rootARNPrefix = "arn:aws:iam::"
+	rootARNSuffix = ":root"
+)
+
+// isRootARN reports whether arn is rootARN(), without building it: every
+// request asks.
+func (s *Service) isRootARN(arn string) bool {
+	acct := s.cfg.AccountID
+	return len(arn) == len(rootARNPrefix)+len(acct)+len(rootARNSuffix) &&
+		strings.HasPrefix(arn, rootARNPrefix) && strings.HasSuffix(arn, rootARNSuffix) &&
+		arn[len(rootARNPrefix):len(rootARNPrefix)+len(acct)] == acct
+}
 
 // authzCaller returns the request information of ctx with its caller's
 // account filled in, or ok false for kmsd's own calls.
@@ -163,11 +178,11 @@ func (s *Service) authzCaller(ctx context.Context) (ri RequestInfo, isRoot, ok b
 		return RequestInfo{}, false, false
 	}
 	if ri.Caller.AccountID == "" {
-		if p := strings.SplitN(ri.Caller.ARN, ":", 6); len(p) == 6 {
+		if p, ok := arnParts(ri.Caller.ARN); ok {
 			ri.Caller.AccountID = p[4]
 		}
 	}
-	return ri, ri.Caller.ARN != "" && ri.Caller.ARN == s.rootARN(), true
+	return ri, ri.Caller.ARN != "" && s.isRootARN(ri.Caller.ARN), true
 }
 
 func accessDenied(callerARN, action, resource, why string) error {
@@ -177,86 +192,216 @@ func accessDenied(callerARN, action, resource, why string) error {
 	return newError(ErrAccessDenied, "User: %s is not authorized to perform: kms:%s on resource: %s %s", callerARN, action, resource, why)
 }
 
-// buildContext assembles the evaluation context of a request. in is the
-// operation's input (requestInputFrom), or nil.
-func (s *Service) buildContext(ri RequestInfo, isRoot bool, r *authzRequest, in any) *authzContext {
+// requestContext is the evaluation context of a request. in is the
+// operation's input (requestInputFrom), or nil. It holds the request's
+// facts only: a condition key is worked out when a statement's Condition
+// (or a policy variable) asks for it (lookup), so a policy without
+// conditions costs no condition work.
+func (s *Service) requestContext(ri RequestInfo, isRoot bool, r *authzRequest, in any) *authzContext {
 	c := ri.Caller
-	now := s.now().UTC()
 	ac := &authzContext{
 		callerARN:     c.ARN,
 		callerAccount: c.AccountID,
 		isRoot:        isRoot,
 		action:        actKMS + r.action,
 		resource:      "*",
-		keys: map[string][]string{
-			condCallerAccount:    {c.AccountID},
-			condPrincipalARN:     {c.ARN},
-			condPrincipalAccount: {c.AccountID},
-			condCurrentTime:      {now.Format(time.RFC3339)},
-			condEpochTime:        {strconv.FormatInt(now.Unix(), 10)},
-			condSecureTransport:  {strconv.FormatBool(ri.SecureTransport)},
-			condRequestedRegion:  {s.cfg.Region},
-		},
+		svc:           s,
+		req:           *r,
+		in:            in,
+		sourceIP:      ri.SourceIP,
+		userAgent:     ri.UserAgent,
+		secure:        ri.SecureTransport,
 	}
-	if t, name := principalTypeAndName(c.ARN); t != "" {
-		ac.keys[condPrincipalType] = []string{t}
-		if name != "" {
-			ac.keys[condUsername] = []string{name}
-		}
-	}
-	if a, err := netip.ParseAddr(ri.SourceIP); err == nil {
-		ac.keys[condSourceIP] = []string{a.Unmap().String()}
-	}
-	if ri.UserAgent != "" {
-		ac.keys[condUserAgent] = []string{ri.UserAgent}
-	}
-	if k := r.key; k != nil {
-		ac.resource = k.ARN
-		ac.keys[condKeySpec] = []string{k.KeySpec}
-		ac.keys[condCMKSpec] = []string{k.KeySpec}
-		ac.keys[condKeyUsage] = []string{k.KeyUsage}
-		ac.keys[condCMKUsage] = []string{k.KeyUsage}
-		ac.keys[condKeyOrigin] = []string{k.Origin}
-		ac.keys[condMultiRegion] = []string{strconv.FormatBool(k.MultiRegion)}
-		if k.MultiRegion {
-			// kmsd has no replicas: every multi-Region key is a primary.
-			ac.keys[condMultiRegionKeyType] = []string{"PRIMARY"}
-		}
-		if k.AccountID != "" {
-			ac.keys[condResourceAccount] = []string{k.AccountID}
-		}
-		for tk, tv := range k.Tags {
-			name := condResourceTagPrefix + strings.ToLower(tk)
-			ac.keys[name] = append(ac.keys[name], tv)
-		}
-		keyID := k.KeyID
-		ac.lazy = func(key string) ([]string, bool) {
-			if key != condResourceAliases || keyID == "" {
-				return nil, false
-			}
-			aliases, _ := s.fsm.ListAliases(keyID, "", math.MaxInt)
-			names := make([]string, len(aliases))
-			for i, a := range aliases {
-				names[i] = a.Name
-			}
-			return names, len(names) > 0
-		}
-	}
-	if slices.Contains(grantManagementActions, r.action) {
-		ac.keys[condGrantIsForAWSResource] = []string{"false"}
-	}
-	if r.hasEC {
-		addEncryptionContext(ac.keys, r.ec)
-	}
-	if alias := requestAlias(r.ref); alias != "" {
-		ac.keys[condRequestAlias] = []string{alias}
-	}
-	for _, m := range []map[string][]string{s.requestConditions(r, in), r.extra} {
-		for k, v := range m {
-			ac.keys[strings.ToLower(k)] = v
-		}
+	if r.key != nil {
+		ac.resource = r.key.ARN
 	}
 	return ac
+}
+
+// lookup returns the values of a (lower-cased) condition key of the
+// request, and whether the request has it. Keys from the request
+// parameters (requestConditions, then authzRequest.extra) take precedence
+// over those of the caller and the key, as they always have.
+func (ac *authzContext) lookup(key string) ([]string, bool) {
+	if v, ok := ac.params()[key]; ok {
+		return v, true
+	}
+	one := func(v string) ([]string, bool) { return []string{v}, true }
+	r, k := &ac.req, ac.req.key
+	switch key {
+	case condCallerAccount, condPrincipalAccount:
+		return one(ac.callerAccount)
+	case condPrincipalARN:
+		return one(ac.callerARN)
+	case condCurrentTime:
+		if ac.nowISO == "" {
+			ac.nowISO = ac.requestTime().UTC().Format(time.RFC3339)
+		}
+		return one(ac.nowISO)
+	case condEpochTime:
+		if ac.nowEpoch == "" {
+			ac.nowEpoch = strconv.FormatInt(ac.requestTime().Unix(), 10)
+		}
+		return one(ac.nowEpoch)
+	case condSecureTransport:
+		return one(strconv.FormatBool(ac.secure))
+	case condRequestedRegion:
+		return one(ac.svc.cfg.Region)
+	case condPrincipalType:
+		if t, _ := principalTypeAndName(ac.callerARN); t != "" {
+			return one(t)
+		}
+	case condUsername:
+		if t, name := principalTypeAndName(ac.callerARN); t != "" && name != "" {
+			return one(name)
+		}
+	case condSourceIP:
+		if a, err := netip.ParseAddr(ac.sourceIP); err == nil {
+			return one(a.Unmap().String())
+		}
+	case condUserAgent:
+		if ac.userAgent != "" {
+			return one(ac.userAgent)
+		}
+	case condGrantIsForAWSResource:
+		if slices.Contains(grantManagementActions, r.action) {
+			return one("false")
+		}
+	case condEncryptionContextKeys:
+		if r.hasEC && len(r.ec) > 0 {
+			names := slices.Collect(maps.Keys(r.ec))
+			slices.Sort(names)
+			return names, true
+		}
+	case condRequestAlias:
+		if alias := requestAlias(r.ref); alias != "" {
+			return one(alias)
+		}
+	}
+	if k == nil {
+		if r.hasEC && strings.HasPrefix(key, condEncryptionContextPrefix) {
+			return matchingValues(r.ec, key[len(condEncryptionContextPrefix):])
+		}
+		return nil, false
+	}
+	switch key {
+	case condKeySpec, condCMKSpec:
+		return one(k.KeySpec)
+	case condKeyUsage, condCMKUsage:
+		return one(k.KeyUsage)
+	case condKeyOrigin:
+		return one(k.Origin)
+	case condMultiRegion:
+		return one(strconv.FormatBool(k.MultiRegion))
+	case condMultiRegionKeyType:
+		if k.MultiRegion {
+			// kmsd has no replicas: every multi-Region key is a primary.
+			return one("PRIMARY")
+		}
+	case condResourceAccount:
+		if k.AccountID != "" {
+			return one(k.AccountID)
+		}
+	case condResourceAliases:
+		return ac.resourceAliases()
+	}
+	switch {
+	case strings.HasPrefix(key, condResourceTagPrefix):
+		return matchingValues(k.Tags, key[len(condResourceTagPrefix):])
+	case r.hasEC && strings.HasPrefix(key, condEncryptionContextPrefix):
+		return matchingValues(r.ec, key[len(condEncryptionContextPrefix):])
+	}
+	return nil, false
+}
+
+// requestTime is the time of the request, read from the clock the first
+// time a condition asks for it (only time conditions do).
+func (ac *authzContext) requestTime() time.Time {
+	if !ac.nowRead {
+		ac.now, ac.nowRead = ac.svc.now(), true
+	}
+	return ac.now
+}
+
+// matchingValues returns the values of the entries of m whose name,
+// lower-cased, is lowerName: the values of the condition key PREFIX +
+// lowerName (tags and encryption context keys are matched
+// case-insensitively, and names differing only in case share the key).
+func matchingValues(m map[string]string, lowerName string) ([]string, bool) {
+	var out []string
+	for name, v := range m {
+		if lowerEquals(name, lowerName) {
+			out = append(out, v)
+		}
+	}
+	return out, out != nil
+}
+
+// lowerEquals reports whether strings.ToLower(s) == lower, without
+// allocating for ASCII s.
+func lowerEquals(s, lower string) bool {
+	if !isASCII(s) {
+		return strings.ToLower(s) == lower
+	}
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if asciiLower(s[i]) != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// params are the condition keys of the request parameters
+// (requestConditions, overridden by authzRequest.extra), lower-cased;
+// worked out once, the first time a key is looked up.
+func (ac *authzContext) params() map[string][]string {
+	if ac.paramsDone {
+		return ac.paramKeys
+	}
+	ac.paramsDone = true
+	rc := ac.svc.requestConditions(&ac.req, ac.in)
+	if ac.req.extra == nil && allLower(rc) {
+		// The common case: nothing to merge nor rename.
+		ac.paramKeys = rc
+		return rc
+	}
+	for _, m := range []map[string][]string{rc, ac.req.extra} {
+		for k, v := range m {
+			if ac.paramKeys == nil {
+				ac.paramKeys = make(map[string][]string, len(m))
+			}
+			ac.paramKeys[strings.ToLower(k)] = v
+		}
+	}
+	return ac.paramKeys
+}
+
+// allLower reports whether every name in m is lower-cased.
+func allLower(m map[string][]string) bool {
+	for k := range m {
+		if strings.ToLower(k) != k {
+			return false
+		}
+	}
+	return true
+}
+
+// resourceAliases is kms:ResourceAliases: it reads the alias table, so it
+// is read once per request and only when a policy asks for it.
+func (ac *authzContext) resourceAliases() ([]string, bool) {
+	if !ac.aliasesDone {
+		ac.aliasesDone = true
+		if keyID := ac.req.key.KeyID; keyID != "" {
+			aliases, _ := ac.svc.fsm.ListAliases(keyID, "", math.MaxInt)
+			for _, a := range aliases {
+				ac.aliases = append(ac.aliases, a.Name)
+			}
+		}
+	}
+	return ac.aliases, len(ac.aliases) > 0
 }
 
 // addEncryptionContext adds kms:EncryptionContext:KEY for each pair and
@@ -275,11 +420,26 @@ func addEncryptionContext(keys map[string][]string, ec map[string]string) {
 	keys[condEncryptionContextKeys] = names
 }
 
+// arnParts splits an ARN into its six colon-separated parts (the last
+// keeps any further colons), as strings.SplitN(arn, ":", 6) would, without
+// allocating; ok is false when there are fewer than six.
+func arnParts(arn string) (p [6]string, ok bool) {
+	for i := 0; i < 5; i++ {
+		j := strings.IndexByte(arn, ':')
+		if j < 0 {
+			return p, false
+		}
+		p[i], arn = arn[:j], arn[j+1:]
+	}
+	p[5] = arn
+	return p, true
+}
+
 // principalTypeAndName returns aws:PrincipalType for an ARN, and the
 // friendly name of an IAM user (aws:username), which only users have.
 func principalTypeAndName(arn string) (typ, username string) {
-	p := strings.SplitN(arn, ":", 6)
-	if len(p) != 6 || p[0] != "arn" {
+	p, ok := arnParts(arn)
+	if !ok || p[0] != "arn" {
 		return "", ""
 	}
 	switch res := p[5]; {
@@ -302,7 +462,7 @@ func requestAlias(ref string) string {
 		return ref
 	}
 	if strings.HasPrefix(ref, "arn:") {
-		if p := strings.SplitN(ref, ":", 6); len(p) == 6 && strings.HasPrefix(p[5], aliasPrefix) {
+		if p, ok := arnParts(ref); ok && strings.HasPrefix(p[5], aliasPrefix) {
 			return p[5]
 		}
 	}
@@ -337,7 +497,7 @@ func (s *Service) decide(ctx context.Context, r authzRequest) error {
 	if isRoot && r.key != nil && slices.Contains(breakGlassActions, r.action) {
 		return nil
 	}
-	ac := s.buildContext(ri, isRoot, &r, requestInputFrom(ctx))
+	ac := s.requestContext(ri, isRoot, &r, requestInputFrom(ctx))
 	var kp, id policyResult
 	if r.key != nil {
 		kp = evalPolicy(s.keyPolicy(r.key), ac, true)
@@ -381,7 +541,7 @@ func (s *Service) grantAllows(ctx context.Context, r *authzRequest, callerARN st
 			slices.Contains(g.Operations, r.action) && grantConstraintsMatch(g, r) &&
 			(r.grantOK == nil || r.grantOK(g))
 	}
-	if len(s.keyGrants(r.key.KeyID, fits)) > 0 {
+	if len(s.fsm.GrantsForKey(r.key.KeyID, fits)) > 0 {
 		return true
 	}
 	caughtUp := false
@@ -403,21 +563,6 @@ func (s *Service) grantAllows(ctx context.Context, r *authzRequest, callerARN st
 		}
 	}
 	return false
-}
-
-// keyGrantIndex is the per-key grant lookup the FSM is to offer: the
-// grants of one key, without visiting every grant of the region.
-type keyGrantIndex interface {
-	GrantsForKey(keyID string, match func(*fsm.Grant) bool) []fsm.Grant
-}
-
-// keyGrants returns the grants of a key for which match is true. Until the
-// FSM indexes grants by key (keyGrantIndex), it scans every grant.
-func (s *Service) keyGrants(keyID string, match func(*fsm.Grant) bool) []fsm.Grant {
-	if idx, ok := any(s.fsm).(keyGrantIndex); ok {
-		return idx.GrantsForKey(keyID, match)
-	}
-	return s.fsm.Grants(match)
 }
 
 // grantConstraintsMatch applies a grant's encryption context constraints to
@@ -488,7 +633,7 @@ func (s *Service) checkLockout(ctx context.Context, policy, keyARN string, bypas
 	}
 	c := ri.Caller
 	r := authzRequest{action: "PutKeyPolicy", key: &fsm.Key{ARN: keyARN, Policy: policy}}
-	ac := s.buildContext(ri, isRoot, &r, nil)
+	ac := s.requestContext(ri, isRoot, &r, nil)
 	kp := evalPolicy(parsePolicy(policy), ac, true)
 	var id policyResult
 	if strings.TrimSpace(c.Policy) != "" {

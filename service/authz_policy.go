@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // An evaluator of the IAM policy language as key policies and identity
@@ -29,14 +30,32 @@ type authzContext struct {
 	isRoot        bool   // the caller is the account root (arn:aws:iam::ACCOUNT:root)
 	action        string // "kms:Encrypt"
 	resource      string // the key ARN, or "*" for operations not on a key
-	// keys are the condition keys of the request, lower-cased, each with
-	// its values; an absent key is absent from the map.
+	// keys are condition keys given outright, lower-cased, each with its
+	// values: they are looked at first.
 	keys map[string][]string
-	// lazy computes a condition key that is costly to build (it reads
-	// more state) the first time a policy asks for it; nil means none.
+	// lazy computes a condition key that keys does not have the first time
+	// a policy asks for it; nil means none. Contexts built from a request
+	// (requestContext) use lookup instead.
 	lazy func(key string) ([]string, bool)
 	// resolved remembers lazy answers, present or not.
 	resolved map[string]bool
+
+	// The facts of a request (requestContext; svc nil: none), from which
+	// lookup works out a condition key when one is asked for.
+	svc       *Service
+	req       authzRequest
+	in        any // the operation's input, or nil
+	sourceIP  string
+	userAgent string
+	secure    bool
+	now       time.Time // requestTime
+	nowRead   bool
+	// Memoised answers: those that cost formatting, a map or a state read.
+	nowISO, nowEpoch string
+	paramKeys        map[string][]string
+	paramsDone       bool
+	aliases          []string
+	aliasesDone      bool
 }
 
 // value returns the values of a (lower-cased) condition key and whether
@@ -44,6 +63,9 @@ type authzContext struct {
 func (ac *authzContext) value(key string) ([]string, bool) {
 	if v, ok := ac.keys[key]; ok {
 		return v, true
+	}
+	if ac.svc != nil {
+		return ac.lookup(key)
 	}
 	if ac.lazy == nil || ac.resolved[key] {
 		return nil, false
@@ -108,6 +130,30 @@ type policyPrincipal struct {
 	negated bool // NotPrincipal
 	any     bool // "*"
 	types   map[string][]string
+	// aws is types["AWS"] compiled for matching callers.
+	aws []awsPrincipal
+}
+
+// awsPrincipal is one name of an "AWS" principal.
+type awsPrincipal struct {
+	name string
+	// rootAccount is ACCOUNT when name is arn:PARTITION:iam::ACCOUNT:root.
+	rootAccount string
+}
+
+// compileAWSPrincipals prepares the "AWS" names of a principal.
+func compileAWSPrincipals(names []string) []awsPrincipal {
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]awsPrincipal, len(names))
+	for i, n := range names {
+		out[i].name = n
+		if p, ok := arnParts(n); ok && p[0] == "arn" && p[2] == "iam" && p[3] == "" && p[5] == "root" {
+			out[i].rootAccount = p[4]
+		}
+	}
+	return out
 }
 
 // policyNames is an Action or Resource element, or its negation.
@@ -127,7 +173,9 @@ type policyCondition struct {
 	set      string // "", setAny or setAll
 	base     string // the operator without set prefix nor IfExists, lower-cased
 	ifExists bool
-	known    bool // an operator this evaluator implements, with values of its type
+	known    bool              // an operator this evaluator implements, with values of its type
+	op       conditionOperator // conditionOperators[base]
+	hasVars  bool              // a value has "${": a policy variable, in policies that have them
 }
 
 const (
@@ -326,6 +374,7 @@ func parsePrincipal(raw json.RawMessage) (*policyPrincipal, bool) {
 		}
 		p.types[k] = names
 	}
+	p.aws = compileAWSPrincipals(p.types["AWS"])
 	return p, true
 }
 
@@ -385,7 +434,8 @@ func parseConditions(raw json.RawMessage) ([]policyCondition, bool) {
 			// decide, as an unknown operator would.
 			valid := known && !slices.ContainsFunc(values, func(v string) bool { return !validConditionValue(base, v) })
 			out = append(out, policyCondition{operator: op, key: key, values: values,
-				lkey: strings.ToLower(key), set: set, base: base, ifExists: ifExists, known: valid})
+				lkey: strings.ToLower(key), set: set, base: base, ifExists: ifExists, known: valid,
+				op: conditionOperators[base], hasVars: slices.ContainsFunc(values, func(v string) bool { return strings.Contains(v, "${") })})
 		}
 	}
 	slices.SortFunc(out, func(a, b policyCondition) int {
@@ -519,11 +569,19 @@ const policyCacheSize = 1024
 // policyCache keeps parsed policy documents by their text, so the request
 // path does not decode JSON policies on every call.
 type policyCache struct {
-	mu sync.Mutex
+	// mu is read-locked on the hit path, which is nearly every request
+	// (batch items are authorized on every core at once).
+	mu sync.RWMutex
 	m  map[string]parsedPolicy
 }
 
 func (c *policyCache) get(doc string) parsedPolicy {
+	c.mu.RLock()
+	p, ok := c.m[doc]
+	c.mu.RUnlock()
+	if ok {
+		return p
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.m[doc]; ok {
@@ -532,7 +590,7 @@ func (c *policyCache) get(doc string) parsedPolicy {
 	if c.m == nil || len(c.m) >= policyCacheSize {
 		c.m = make(map[string]parsedPolicy)
 	}
-	p := parsePolicy(doc)
+	p = parsePolicy(doc)
 	c.m[doc] = p
 	return p
 }
@@ -591,11 +649,12 @@ func matchPrincipal(pr *policyPrincipal, ac *authzContext) principalMatch {
 		return principalDirect
 	}
 	best := principalNone
-	for _, p := range pr.types["AWS"] {
+	for i := range pr.aws {
+		p := &pr.aws[i]
 		switch {
-		case p == "*" || p == ac.callerARN:
+		case p.name == "*" || p.name == ac.callerARN:
 			return principalDirect
-		case ac.callerAccount != "" && (p == ac.callerAccount || isAccountRootARN(p, ac.callerAccount)):
+		case ac.callerAccount != "" && (p.name == ac.callerAccount || p.rootAccount == ac.callerAccount):
 			if ac.isRoot {
 				return principalDirect
 			}
@@ -603,12 +662,6 @@ func matchPrincipal(pr *policyPrincipal, ac *authzContext) principalMatch {
 		}
 	}
 	return best
-}
-
-// isAccountRootARN reports whether p is arn:PARTITION:iam::ACCOUNT:root.
-func isAccountRootARN(p, account string) bool {
-	parts := strings.SplitN(p, ":", 6)
-	return len(parts) == 6 && parts[0] == "arn" && parts[2] == "iam" && parts[3] == "" && parts[4] == account && parts[5] == "root"
 }
 
 // matchAction matches an action (case-insensitively) against Action or
@@ -664,7 +717,7 @@ func evalConditions(conds []policyCondition, ac *authzContext, deny, vars bool) 
 // tests exactly the absence. ForAllValues holds for an absent or empty
 // set; ForAnyValue does not.
 func evalCondition(c *policyCondition, ac *authzContext, vars bool) bool {
-	op := conditionOperators[c.base]
+	op := c.op
 	reqValues, present := ac.value(c.lkey)
 	present = present && len(reqValues) > 0
 	if op.family == opNull {
@@ -674,11 +727,12 @@ func evalCondition(c *policyCondition, ac *authzContext, vars bool) bool {
 		want, err := strconv.ParseBool(c.values[0])
 		return err == nil && want == !present
 	}
-	match, ok := c.matcher(ac, vars)
+	pats, ok := c.patterns(ac, vars)
 	if !ok {
 		// A policy variable without a value: the condition cannot match.
 		return false
 	}
+	match := func(rv string) bool { return c.matches(pats, rv) }
 	switch c.set {
 	case setAll:
 		for _, rv := range reqValues {
@@ -705,76 +759,94 @@ func evalCondition(c *policyCondition, ac *authzContext, vars bool) bool {
 	return hit != op.negated
 }
 
-// matcher returns the positive comparison of a request value with the
-// condition's policy values (any of them). ok is false when a policy
-// variable in a value has no value in the request.
-func (c *policyCondition) matcher(ac *authzContext, vars bool) (func(string) bool, bool) {
-	op := conditionOperators[c.base]
+// patterns returns the policy values of a string or ARN condition with
+// their policy variables expanded; nil when no value has one (matches
+// then reads the values as written). ok is false when a policy variable
+// in a value has no value in the request.
+func (c *policyCondition) patterns(ac *authzContext, vars bool) ([]globPattern, bool) {
+	if !vars || !c.hasVars || (c.op.family != opString && c.op.family != opARN) {
+		return nil, true
+	}
+	pats := make([]globPattern, 0, len(c.values))
+	for _, v := range c.values {
+		p, ok := ac.pattern(v, vars)
+		if !ok {
+			return nil, false
+		}
+		pats = append(pats, p)
+	}
+	return pats, true
+}
+
+// matches is the positive comparison of a request value with the
+// condition's policy values (any of them); pats are the expanded values of
+// a string or ARN condition (patterns).
+func (c *policyCondition) matches(pats []globPattern, rv string) bool {
+	op := c.op
 	switch op.family {
 	case opString, opARN:
-		pats := make([]globPattern, 0, len(c.values))
-		for _, v := range c.values {
-			p, ok := ac.pattern(v, vars)
-			if !ok {
-				return nil, false
-			}
-			pats = append(pats, p)
-		}
-		return func(rv string) bool {
-			return slices.ContainsFunc(pats, func(p globPattern) bool {
-				switch {
-				case op.family == opARN:
-					return arnMatch(p, rv)
-				case op.cmp == "like":
-					return globMatch(p, rv, false)
-				case op.cmp == "ieq":
-					return strings.EqualFold(p.String(), rv)
+		if pats == nil {
+			for _, v := range c.values {
+				if matchStringOrARN(op, literalPattern(v), rv) {
+					return true
 				}
-				return p.String() == rv
-			})
-		}, true
+			}
+			return false
+		}
+		for _, p := range pats {
+			if matchStringOrARN(op, p, rv) {
+				return true
+			}
+		}
+		return false
 	case opBool:
-		return func(rv string) bool {
-			return slices.ContainsFunc(c.values, func(pv string) bool { return strings.EqualFold(pv, rv) })
-		}, true
+		return slices.ContainsFunc(c.values, func(pv string) bool { return strings.EqualFold(pv, rv) })
 	case opBinary:
-		return func(rv string) bool { return slices.Contains(c.values, rv) }, true
+		return slices.Contains(c.values, rv)
 	case opNumeric:
-		return func(rv string) bool {
-			r, err := strconv.ParseFloat(rv, 64)
-			if err != nil {
-				return false
-			}
-			return slices.ContainsFunc(c.values, func(pv string) bool {
-				p, err := strconv.ParseFloat(pv, 64)
-				return err == nil && compareOrdered(r, p, op.cmp)
-			})
-		}, true
+		r, err := strconv.ParseFloat(rv, 64)
+		if err != nil {
+			return false
+		}
+		return slices.ContainsFunc(c.values, func(pv string) bool {
+			p, err := strconv.ParseFloat(pv, 64)
+			return err == nil && compareOrdered(r, p, op.cmp)
+		})
 	case opDate:
-		return func(rv string) bool {
-			r, ok := parsePolicyTime(rv)
-			if !ok {
-				return false
-			}
-			return slices.ContainsFunc(c.values, func(pv string) bool {
-				p, ok := parsePolicyTime(pv)
-				return ok && compareOrdered(r.UnixNano(), p.UnixNano(), op.cmp)
-			})
-		}, true
+		r, ok := parsePolicyTime(rv)
+		if !ok {
+			return false
+		}
+		return slices.ContainsFunc(c.values, func(pv string) bool {
+			p, ok := parsePolicyTime(pv)
+			return ok && compareOrdered(r.UnixNano(), p.UnixNano(), op.cmp)
+		})
 	case opIP:
-		return func(rv string) bool {
-			addr, err := netip.ParseAddr(rv)
-			if err != nil {
-				return false
-			}
-			addr = addr.Unmap()
-			return slices.ContainsFunc(c.values, func(pv string) bool {
-				p, ok := parseIPRange(pv)
-				return ok && p.Contains(addr)
-			})
-		}, true
+		addr, err := netip.ParseAddr(rv)
+		if err != nil {
+			return false
+		}
+		addr = addr.Unmap()
+		return slices.ContainsFunc(c.values, func(pv string) bool {
+			p, ok := parseIPRange(pv)
+			return ok && p.Contains(addr)
+		})
 	}
-	return func(string) bool { return false }, true
+	return false
+}
+
+// matchStringOrARN compares one request value with one policy value of a
+// string or ARN operator.
+func matchStringOrARN(op conditionOperator, p globPattern, rv string) bool {
+	switch {
+	case op.family == opARN:
+		return arnMatch(p, rv)
+	case op.cmp == "like":
+		return globMatch(p, rv, false)
+	case op.cmp == "ieq":
+		return strings.EqualFold(p.String(), rv)
+	}
+	return p.String() == rv
 }
 
 func compareOrdered[T int64 | float64](req, pol T, cmp string) bool {
@@ -871,36 +943,33 @@ func isDecimal(s string) bool {
 // whose characters are literal: those that came from ${*}, ${?} or a
 // policy variable's value.
 type globPattern struct {
-	r   []rune
-	lit []bool // nil: no literal characters
+	s   string
+	lit []bool // per byte of s; nil: no literal characters
 }
 
-func literalPattern(s string) globPattern { return globPattern{r: []rune(s)} }
+func literalPattern(s string) globPattern { return globPattern{s: s} }
 
-func (p globPattern) String() string { return string(p.r) }
+func (p globPattern) String() string { return p.s }
 
-func (p globPattern) wild(i int, c rune) bool {
-	return p.r[i] == c && (p.lit == nil || !p.lit[i])
+// wild reports whether byte i of the pattern is the wildcard c.
+func (p globPattern) wild(i int, c byte) bool {
+	return p.s[i] == c && (p.lit == nil || !p.lit[i])
 }
 
-// globMatch matches s against a pattern.
+// globMatch matches s against a pattern, ignoring case (as strings.ToLower
+// does) when fold is set. ASCII pattern and text are matched byte by byte
+// without allocating; anything else rune by rune.
 func globMatch(p globPattern, s string, fold bool) bool {
-	pr, str := p.r, []rune(s)
-	if fold {
-		pr = []rune(strings.ToLower(string(pr)))
-		str = []rune(strings.ToLower(s))
-		if len(pr) != len(p.r) {
-			// Lower-casing changed the length (rare runes): compare as written.
-			pr, str = p.r, []rune(s)
-		}
+	if !isASCII(p.s) || !isASCII(s) {
+		return globMatchRunes(p, s, fold)
 	}
 	pi, si, star, mark := 0, 0, -1, 0
-	for si < len(str) {
+	for si < len(s) {
 		switch {
-		case pi < len(pr) && (p.wild(pi, '?') || (pr[pi] == str[si] && !p.wild(pi, '*'))):
+		case pi < len(p.s) && (p.wild(pi, '?') || (sameByte(p.s[pi], s[si], fold) && !p.wild(pi, '*'))):
 			pi++
 			si++
-		case pi < len(pr) && p.wild(pi, '*'):
+		case pi < len(p.s) && p.wild(pi, '*'):
 			star, mark = pi, si
 			pi++
 		case star >= 0:
@@ -911,7 +980,76 @@ func globMatch(p globPattern, s string, fold bool) bool {
 			return false
 		}
 	}
-	for pi < len(pr) && p.wild(pi, '*') {
+	for pi < len(p.s) && p.wild(pi, '*') {
+		pi++
+	}
+	return pi == len(p.s)
+}
+
+func sameByte(a, b byte, fold bool) bool {
+	if fold {
+		return asciiLower(a) == asciiLower(b)
+	}
+	return a == b
+}
+
+func asciiLower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// globMatchRunes is globMatch for text that is not all ASCII: ? matches
+// one rune. Folding lower-cases both sides, unless that changes the
+// pattern's length in runes (rare runes), when they are compared as
+// written.
+func globMatchRunes(p globPattern, s string, fold bool) bool {
+	orig := []rune(p.s)
+	var lit []bool // per rune
+	if p.lit != nil {
+		lit = make([]bool, 0, len(orig))
+		for i := range p.s { // i: the byte offset of each rune
+			lit = append(lit, p.lit[i])
+		}
+	}
+	wild := func(i int, c rune) bool { return orig[i] == c && (lit == nil || !lit[i]) }
+	pr, str := orig, []rune(s)
+	if fold {
+		pr = []rune(strings.ToLower(p.s))
+		str = []rune(strings.ToLower(s))
+		if len(pr) != len(orig) {
+			// Lower-casing changed the length (rare runes): compare as written.
+			pr, str = orig, []rune(s)
+		}
+	}
+	pi, si, star, mark := 0, 0, -1, 0
+	for si < len(str) {
+		switch {
+		case pi < len(pr) && (wild(pi, '?') || (pr[pi] == str[si] && !wild(pi, '*'))):
+			pi++
+			si++
+		case pi < len(pr) && wild(pi, '*'):
+			star, mark = pi, si
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(pr) && wild(pi, '*') {
 		pi++
 	}
 	return pi == len(pr)
@@ -921,25 +1059,26 @@ func globMatch(p globPattern, s string, fold bool) bool {
 // is matched on its own, so a wildcard never spans a colon. "*" alone
 // matches any value.
 func arnMatch(p globPattern, value string) bool {
-	if len(p.r) == 1 && p.wild(0, '*') {
+	if len(p.s) == 1 && p.wild(0, '*') {
 		return true
 	}
-	vparts := strings.SplitN(value, ":", 6)
-	if len(vparts) != 6 {
+	vparts, ok := arnParts(value)
+	if !ok {
 		return false
 	}
-	var pparts []globPattern
-	start := 0
-	for i, r := range p.r {
-		if r == ':' && len(pparts) < 5 {
-			pparts = append(pparts, p.slice(start, i))
+	var pparts [6]globPattern
+	n, start := 0, 0
+	for i := 0; i < len(p.s); i++ {
+		if p.s[i] == ':' && n < 5 {
+			pparts[n] = p.slice(start, i)
+			n++
 			start = i + 1
 		}
 	}
-	pparts = append(pparts, p.slice(start, len(p.r)))
-	if len(pparts) != 6 {
+	if n != 5 {
 		return false
 	}
+	pparts[5] = p.slice(start, len(p.s))
 	for i := range pparts {
 		if !globMatch(pparts[i], vparts[i], false) {
 			return false
@@ -949,7 +1088,7 @@ func arnMatch(p globPattern, value string) bool {
 }
 
 func (p globPattern) slice(i, j int) globPattern {
-	out := globPattern{r: p.r[i:j]}
+	out := globPattern{s: p.s[i:j]}
 	if p.lit != nil {
 		out.lit = p.lit[i:j]
 	}
@@ -965,23 +1104,24 @@ func (ac *authzContext) pattern(s string, vars bool) (globPattern, bool) {
 	if !vars || !strings.Contains(s, "${") {
 		return literalPattern(s), true
 	}
-	var out globPattern
+	var buf []byte
+	var lit []bool
 	add := func(text string, literal bool) {
-		for _, r := range text {
-			out.r = append(out.r, r)
-			out.lit = append(out.lit, literal)
+		buf = append(buf, text...)
+		for range len(text) {
+			lit = append(lit, literal)
 		}
 	}
 	for {
 		i := strings.Index(s, "${")
 		if i < 0 {
 			add(s, false)
-			return out, true
+			return globPattern{s: string(buf), lit: lit}, true
 		}
 		j := strings.IndexByte(s[i:], '}')
 		if j < 0 {
 			add(s, false)
-			return out, true
+			return globPattern{s: string(buf), lit: lit}, true
 		}
 		add(s[:i], false)
 		name := s[i+2 : i+j]

@@ -400,9 +400,8 @@ func (s *Service) ListGrants(ctx context.Context, in *ListGrantsInput) (*ListGra
 	if in.GrantId != nil && !validGrantID(*in.GrantId) {
 		return nil, invalidGrantID(*in.GrantId)
 	}
-	grants := s.fsm.Grants(func(g *fsm.Grant) bool {
-		return g.KeyID == k.KeyID &&
-			(in.GrantId == nil || g.GrantID == *in.GrantId) &&
+	grants := s.fsm.GrantsForKey(k.KeyID, func(g *fsm.Grant) bool {
+		return (in.GrantId == nil || g.GrantID == *in.GrantId) &&
 			(in.GranteePrincipal == nil || g.GranteePrincipal == *in.GranteePrincipal) &&
 			(in.GranteeServicePrincipal == nil || g.GranteeServicePrincipal == *in.GranteeServicePrincipal)
 	})
