@@ -115,10 +115,19 @@ func ParseAuthorization(s string) (SigV4Header, error) {
 }
 
 func parseCredential(v string, h *SigV4Header) error {
-	p := strings.Split(v, "/")
-	if len(p) != 5 {
+	// Split on '/' into exactly five parts, without allocating a slice.
+	var p [5]string
+	rest := v
+	for i := range 4 {
+		var ok bool
+		if p[i], rest, ok = strings.Cut(rest, "/"); !ok {
+			return incompleteSig("Credential must have the form ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request")
+		}
+	}
+	if strings.IndexByte(rest, '/') >= 0 {
 		return incompleteSig("Credential must have the form ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request")
 	}
+	p[4] = rest
 	if len(p[0]) == 0 || len(p[0]) > 128 || !allBytes(p[0], isWordByte) {
 		return incompleteSig("Credential has a malformed access key id")
 	}

@@ -359,7 +359,7 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, info *servi
 			// Failed as a whole: one record for the request. Its body is
 			// not kept (the items did not run; their plaintexts need not
 			// travel further).
-			out, err = h.auditRequest(r, info, start, nil, nil, err)
+			out, err = h.auditRequest(r, info, start, h.operationLabel(r), nil, nil, err)
 		}
 	}
 	errName := h.finish(w, r, info, opName, start, out, err)

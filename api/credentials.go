@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/kmsd/kmsd/service"
 )
 
 // CredentialsFile is the content of a -credentials-file: the SigV4
@@ -152,6 +154,10 @@ func (cf *CredentialsFile) validate() error {
 			c.Policy = nil
 		} else if p[0] != '{' {
 			return fmt.Errorf("%s: policy must be a JSON object", where)
+		} else if err := service.ValidateIdentityPolicy(p); err != nil {
+			// A policy the evaluator cannot read would allow nothing,
+			// silently: refuse the file instead.
+			return fmt.Errorf("%s: policy: %w", where, err)
 		} else {
 			c.Policy = append(json.RawMessage(nil), p...)
 		}

@@ -3,12 +3,15 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/service"
 )
 
 const sampleCredentials = `{
@@ -177,4 +180,60 @@ func FuzzParseCredentials(f *testing.F) {
 			t.Fatalf("round trip changed:\n%s\n%s", again, again2)
 		}
 	})
+}
+
+// TestIdentityPolicyValidated checks that an identity policy the evaluator
+// could not read (a typo) stops a load or reload instead of silently
+// allowing nothing.
+func TestIdentityPolicyValidated(t *testing.T) {
+	const secret = "SUPERSECRETpol"
+	withPolicy := func(policy string) []byte {
+		return []byte(`{"account_id":"111122223333","credentials":[{"access_key_id":"AKIDPOL","secret_access_key":"` + secret +
+			`","arn":"arn:aws:iam::111122223333:user/pol","policy":` + policy + `}]}`)
+	}
+	const good = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*"}]}`
+	if _, err := ParseCredentials(withPolicy(good)); err != nil {
+		t.Fatalf("valid policy refused: %v", err)
+	}
+	typos := map[string]string{
+		"misspelt Statement": `{"Version":"2012-10-17","Statment":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}`,
+		"misspelt Effect":    `{"Version":"2012-10-17","Statement":[{"Effect":"Alow","Action":"kms:*","Resource":"*"}]}`,
+		"misspelt Action":    `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Actions":"kms:*","Resource":"*"}]}`,
+		"no Resource":        `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"kms:*"}]}`,
+		"bad Version":        `{"Version":"2012-10-18","Statement":[{"Effect":"Allow","Action":"kms:*","Resource":"*"}]}`,
+		"no statements":      `{"Version":"2012-10-17","Statement":[]}`,
+		"with a Principal":   `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"kms:*","Resource":"*"}]}`,
+	}
+	for name, policy := range typos {
+		_, err := ParseCredentials(withPolicy(policy))
+		if !errors.Is(err, service.ErrMalformedPolicy) {
+			t.Errorf("%s: got %v, want a wrapped service.ErrMalformedPolicy", name, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "credentials[0] (AKIDPOL): policy:") || !strings.Contains(err.Error(), "identity policy") {
+			t.Errorf("%s: error does not say which credential's policy: %v", name, err)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: error reveals the secret: %v", name, err)
+		}
+	}
+
+	// A reload with a typo keeps the credentials in force.
+	p := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(p, withPolicy(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewSigV4Authenticator(SigV4Config{Region: "us-east-1", File: p, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, withPolicy(typos["misspelt Effect"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); !errors.Is(err, service.ErrMalformedPolicy) {
+		t.Fatalf("reload with a typo: %v", err)
+	}
+	if c, ok := a.Lookup("AKIDPOL"); !ok || string(c.Policy) != good {
+		t.Fatalf("previous credential not kept: %v %v", ok, c)
+	}
 }

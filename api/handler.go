@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net"
@@ -449,15 +448,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveKMS runs one KMS operation and writes its response.
 func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, start time.Time) {
 	var opName string
-	var body *bytes.Buffer
-	if h.audit != nil && r.Body != nil && r.Body != http.NoBody {
-		// Keep a copy of what the pipeline reads, for the audit record.
-		body = new(bytes.Buffer)
-		r.Body = teeBody{Reader: io.TeeReader(r.Body, body), Closer: r.Body}
-	}
-	out, err := h.runSafely(w, r, info, &opName)
+	var body []byte // as run read it, for the audit record
+	label := h.operationLabel(r)
+	out, err := h.runSafely(w, r, info, &opName, &body)
 	if h.audit != nil {
-		out, err = h.auditRequest(r, info, start, body, out, err)
+		out, err = h.auditRequest(r, info, start, label, body, out, err)
 	}
 	errName := h.finish(w, r, info, opName, start, out, err)
 	if h.observe != nil {
@@ -465,14 +460,8 @@ func (h *Handler) serveKMS(w http.ResponseWriter, r *http.Request, info *service
 		if errName != "" {
 			outcome = errName
 		}
-		h.observe(h.operationLabel(r), outcome, time.Since(start))
+		h.observe(label, outcome, time.Since(start))
 	}
-}
-
-// teeBody is a request body whose reads are copied.
-type teeBody struct {
-	io.Reader
-	io.Closer
 }
 
 // errAuditFailed replaces the answer to a request whose audit record could
@@ -480,12 +469,11 @@ type teeBody struct {
 var errAuditFailed = errors.New("api: audit record not written")
 
 // auditRequest gives the answer (out, err) to the Auditor and returns the
-// answer to send: out is then the encoded JSON on success.
-func (h *Handler) auditRequest(r *http.Request, info *service.RequestInfo, start time.Time, body *bytes.Buffer, out any, err error) (any, error) {
-	ev := AuditEvent{Operation: h.operationLabel(r), Info: *info, Time: start}
-	if body != nil {
-		ev.Request = body.Bytes()
-	}
+// answer to send: out is then the encoded JSON (rawJSON) on success.
+// operation is operationLabel(r); body is the request body as read (nil if
+// it was not).
+func (h *Handler) auditRequest(r *http.Request, info *service.RequestInfo, start time.Time, operation string, body []byte, out any, err error) (any, error) {
+	ev := AuditEvent{Operation: operation, Info: *info, Time: start, Request: body}
 	if err == nil {
 		payload := []byte("{}")
 		if out != nil {
@@ -495,7 +483,7 @@ func (h *Handler) auditRequest(r *http.Request, info *service.RequestInfo, start
 			}
 		}
 		if err == nil {
-			out, ev.Response = json.RawMessage(payload), payload
+			out, ev.Response = rawJSON(payload), payload
 		}
 	}
 	if err != nil {
@@ -545,7 +533,7 @@ func (h *Handler) operationLabel(r *http.Request) string {
 // recovered.
 var errPanic = errors.New("api: panic while serving request")
 
-func (h *Handler) runSafely(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string) (out any, err error) {
+func (h *Handler) runSafely(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string, body *[]byte) (out any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -556,11 +544,12 @@ func (h *Handler) runSafely(w http.ResponseWriter, r *http.Request, info *servic
 			out, err = nil, errPanic
 		}
 	}()
-	return h.run(w, r, info, opName)
+	return h.run(w, r, info, opName, body)
 }
 
-// run is the request pipeline up to the service call.
-func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string) (any, error) {
+// run is the request pipeline up to the service call. It sets *rawBody to
+// the request body once read, for the audit record.
+func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName *string, rawBody *[]byte) (any, error) {
 	// 1. Body limit: refuse a declared oversize body without reading it.
 	if r.ContentLength > h.maxBody {
 		w.Header().Set("Connection", "close")
@@ -571,6 +560,7 @@ func (h *Handler) run(w http.ResponseWriter, r *http.Request, info *service.Requ
 	if err != nil {
 		return nil, err
 	}
+	*rawBody = body
 	// 3. Authenticate.
 	caller, err := h.auth.Authenticate(r, body)
 	if err != nil {
@@ -700,21 +690,28 @@ func awsTypeName(t reflect.Type) string {
 
 // finish writes the response for (out, err) and logs the request. It
 // returns the AWS exception name it answered with, "" for a success.
+//
+// The per-request line is logged at Debug (Error for a 5xx): the audit log
+// already records every call, and at the default level building the line
+// cost a noticeable share of a request's CPU.
 func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.RequestInfo, opName string, start time.Time, out any, err error) string {
 	var payload []byte
 	status := http.StatusOK
 	errName := ""
 	if err == nil {
-		if raw, ok := out.(rawJSON); ok {
-			payload = raw
-		} else if out == nil {
+		switch o := out.(type) {
+		case rawJSON: // encoded by auditRequest or a batch: json.Marshal would only re-scan it
+			payload = o
+		case nil:
 			payload = []byte("{}")
-		} else if payload, err = json.Marshal(out); err != nil {
-			err = fmt.Errorf("api: encoding %s output: %w", opName, err)
+		default:
+			if payload, err = json.Marshal(out); err != nil {
+				err = fmt.Errorf("api: encoding %s output: %w", opName, err)
+			}
 		}
 	}
-	level := slog.LevelInfo
-	var attrs []slog.Attr
+	level := slog.LevelDebug
+	var cause string
 	if err != nil {
 		we := classify(err)
 		status, errName = we.status, we.name
@@ -727,7 +724,7 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.R
 			level = slog.LevelError
 		}
 		if we.internal && !errors.Is(err, errPanic) {
-			attrs = append(attrs, slog.String("cause", err.Error()))
+			cause = err.Error()
 		}
 	}
 	w.Header().Set("Content-Type", ContentTypeJSON)
@@ -736,16 +733,22 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, info *service.R
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(payload)
 	}
-	attrs = append(attrs,
-		slog.String("op", opName),
-		slog.String("request_id", info.RequestID),
-		slog.Int("status", status),
-		slog.String("error_type", errName),
-		slog.Duration("duration", time.Since(start)),
-		slog.String("source_ip", info.SourceIP),
-		slog.String("access_key_id", info.Caller.AccessKeyID),
-	)
-	h.log.LogAttrs(r.Context(), level, "kms request", attrs...)
+	if ctx := r.Context(); h.log.Enabled(ctx, level) {
+		attrs := make([]slog.Attr, 0, 8)
+		if cause != "" {
+			attrs = append(attrs, slog.String("cause", cause))
+		}
+		attrs = append(attrs,
+			slog.String("op", opName),
+			slog.String("request_id", info.RequestID),
+			slog.Int("status", status),
+			slog.String("error_type", errName),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("source_ip", info.SourceIP),
+			slog.String("access_key_id", info.Caller.AccessKeyID),
+		)
+		h.log.LogAttrs(ctx, level, "kms request", attrs...)
+	}
 	return errName
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -71,7 +72,22 @@ type credentialSet struct {
 	byID      map[string]*Credential
 
 	mu   sync.Mutex
-	keys map[signingKeyID][]byte
+	keys map[signingKeyID]*signingKey
+}
+
+// signingKey is a derived SigV4 signing key with a pool of HMACs keyed
+// with it: hmac.New costs two SHA-256 block computations and an
+// allocation per request, while a keyed HMAC's Reset returns it to its
+// keyed state. A hash.Hash is not safe for concurrent use, hence the pool.
+type signingKey struct {
+	key  []byte
+	macs sync.Pool // of hash.Hash, hmac.New(sha256.New, key)
+}
+
+func newSigningKey(key []byte) *signingKey {
+	k := &signingKey{key: key}
+	k.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return k
 }
 
 type signingKeyID struct{ accessKeyID, date, region string }
@@ -235,9 +251,10 @@ func (a *SigV4Authenticator) verify(r *http.Request, body []byte) (service.Calle
 	amzDate := r.Header.Get("X-Amz-Date")
 	// Credential scope: the date is X-Amz-Date's, the region ours (service
 	// and terminator are checked by parseSignedRequest).
-	if d := t.Format("20060102"); h.Date != d {
+	var dateBuf [8]byte
+	if d := t.AppendFormat(dateBuf[:0], "20060102"); h.Date != string(d) {
 		return service.Caller{}, akid, invalidSig("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '" +
-			h.Date + "' != '" + d + "', from '" + t.Format(amzDateLayout) + "'.")
+			h.Date + "' != '" + string(d) + "', from '" + t.Format(amzDateLayout) + "'.")
 	}
 	if h.Region != a.region {
 		return service.Caller{}, akid, invalidSig("Credential should be scoped to a valid region, not '" + h.Region + "'.")
@@ -265,7 +282,8 @@ func (a *SigV4Authenticator) verify(r *http.Request, body []byte) (service.Calle
 	// Payload: always the hash of the body received. X-Amz-Content-Sha256,
 	// when sent, must agree with it; KMS does not take unsigned payloads.
 	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
+	var payloadHash [2 * sha256.Size]byte
+	hex.Encode(payloadHash[:], sum[:])
 	if vals, ok := r.Header["X-Amz-Content-Sha256"]; ok {
 		v := ""
 		if len(vals) == 1 {
@@ -274,26 +292,55 @@ func (a *SigV4Authenticator) verify(r *http.Request, body []byte) (service.Calle
 		switch {
 		case v == "UNSIGNED-PAYLOAD" || strings.HasPrefix(v, "STREAMING-"):
 			return service.Caller{}, akid, invalidSig("This service requires a signed payload: x-amz-content-sha256 must be the SHA-256 of the body, not UNSIGNED-PAYLOAD or a streaming payload.")
-		case !strings.EqualFold(v, payloadHash):
+		case !strings.EqualFold(v, string(payloadHash[:])):
 			return service.Caller{}, akid, invalidSig("The provided 'x-amz-content-sha256' header does not match what was computed.")
 		}
 	}
-	creq, err := canonicalRequest(r, h.SignedHeaders, payloadHash)
+	bp := canonicalBufs.Get().(*[]byte)
+	creq, err := appendCanonicalRequest((*bp)[:0], r, h.SignedHeaders, payloadHash[:])
+	crSum := sha256.Sum256(creq)
+	if cap(creq) <= maxPooledCanonicalBytes {
+		*bp = creq[:0]
+		canonicalBufs.Put(bp)
+	}
 	if err != nil {
 		return service.Caller{}, akid, invalidSig(msgSignatureMismatch)
 	}
-	crSum := sha256.Sum256([]byte(creq))
-	stringToSign := SigV4Algorithm + "\n" + amzDate + "\n" + h.Scope() + "\n" + hex.EncodeToString(crSum[:])
+	// The string to sign is written into the HMAC piece by piece:
+	// AWS4-HMAC-SHA256 \n X-Amz-Date \n scope \n hex(SHA-256(canonical request)).
+	var crHex [2 * sha256.Size]byte
+	hex.Encode(crHex[:], crSum[:])
 	key := set.signingKey(cred, h.Date, h.Region, h.Service)
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(stringToSign))
-	want := make([]byte, hex.EncodedLen(sha256.Size))
-	hex.Encode(want, mac.Sum(nil))
-	if !hmac.Equal(want, []byte(h.Signature)) {
+	mac := key.macs.Get().(hash.Hash)
+	mac.Reset()
+	var sts [256]byte
+	b := append(sts[:0], SigV4Algorithm+"\n"...)
+	b = append(b, amzDate...)
+	b = append(b, '\n')
+	b = append(b, h.Date...)
+	b = append(b, '/')
+	b = append(b, h.Region...)
+	b = append(b, '/')
+	b = append(b, h.Service...)
+	b = append(b, "/aws4_request\n"...)
+	b = append(b, crHex[:]...)
+	mac.Write(b)
+	var macSum [sha256.Size]byte
+	var want [2 * sha256.Size]byte
+	hex.Encode(want[:], mac.Sum(macSum[:0]))
+	key.macs.Put(mac)
+	if !hmac.Equal(want[:], []byte(h.Signature)) {
 		return service.Caller{}, akid, invalidSig(msgSignatureMismatch)
 	}
 	return service.Caller{AccessKeyID: akid, ARN: cred.ARN, AccountID: set.accountID, Policy: string(cred.Policy)}, akid, nil
 }
+
+// canonicalBufs holds the buffers canonical requests are built in.
+var canonicalBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxPooledCanonicalBytes bounds the canonical-request buffers kept for
+// reuse (a client chooses the size of its headers).
+const maxPooledCanonicalBytes = 16 << 10
 
 func skewText(d time.Duration) string {
 	if d%time.Minute == 0 {
@@ -305,7 +352,7 @@ func skewText(d time.Duration) string {
 // signingKey returns HMAC chain AWS4+secret → date → region → service →
 // aws4_request, cached per (access key id, date, region). The service is
 // always kms here (checked before), so it is not part of the cache key.
-func (s *credentialSet) signingKey(c *Credential, date, region, svc string) []byte {
+func (s *credentialSet) signingKey(c *Credential, date, region, svc string) *signingKey {
 	id := signingKeyID{c.AccessKeyID, date, region}
 	s.mu.Lock()
 	k, ok := s.keys[id]
@@ -313,10 +360,10 @@ func (s *credentialSet) signingKey(c *Credential, date, region, svc string) []by
 	if ok {
 		return k
 	}
-	k = deriveSigningKey(c.SecretAccessKey, date, region, svc)
+	k = newSigningKey(deriveSigningKey(c.SecretAccessKey, date, region, svc))
 	s.mu.Lock()
 	if s.keys == nil || len(s.keys) >= maxCachedSigningKeys {
-		s.keys = make(map[signingKeyID][]byte)
+		s.keys = make(map[signingKeyID]*signingKey)
 	}
 	s.keys[id] = k
 	s.mu.Unlock()
@@ -336,37 +383,41 @@ func hmacSHA256(key []byte, data string) []byte {
 	return m.Sum(nil)
 }
 
-// canonicalRequest builds the SigV4 canonical request of r as the client
-// saw it: method, path (URI-encoded again, as for every service but S3),
-// sorted query, the signed headers in the order listed, and the payload
-// hash.
-func canonicalRequest(r *http.Request, signed []string, payloadHash string) (string, error) {
-	var b strings.Builder
-	b.WriteString(r.Method)
-	b.WriteByte('\n')
+// appendCanonicalRequest appends to b the SigV4 canonical request of r as
+// the client saw it: method, path (URI-encoded again, as for every service
+// but S3), sorted query, the signed headers in the order listed, and the
+// payload hash.
+func appendCanonicalRequest(b []byte, r *http.Request, signed []string, payloadHash []byte) ([]byte, error) {
+	b = append(b, r.Method...)
+	b = append(b, '\n')
 	path := r.URL.EscapedPath()
 	if r.URL.Opaque != "" || path == "" {
 		path = "/"
 	}
-	b.WriteString(uriEncode(path, true))
-	b.WriteByte('\n')
+	b = appendURIEncoded(b, path, true)
+	b = append(b, '\n')
 	q, err := canonicalQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", err
+		return b, err
 	}
-	b.WriteString(q)
-	b.WriteByte('\n')
+	b = append(b, q...)
+	b = append(b, '\n')
 	for _, name := range signed {
-		b.WriteString(name)
-		b.WriteByte(':')
-		b.WriteString(canonicalHeaderValue(r, name))
-		b.WriteByte('\n')
+		b = append(b, name...)
+		b = append(b, ':')
+		b = appendCanonicalHeaderValue(b, r, name)
+		b = append(b, '\n')
 	}
-	b.WriteByte('\n')
-	b.WriteString(strings.Join(signed, ";"))
-	b.WriteByte('\n')
-	b.WriteString(payloadHash)
-	return b.String(), nil
+	b = append(b, '\n')
+	for i, name := range signed {
+		if i > 0 {
+			b = append(b, ';')
+		}
+		b = append(b, name...)
+	}
+	b = append(b, '\n')
+	b = append(b, payloadHash...)
+	return b, nil
 }
 
 func canonicalQuery(raw string) (string, error) {
@@ -403,33 +454,28 @@ func canonicalQuery(raw string) (string, error) {
 	return b.String(), nil
 }
 
-// canonicalHeaderValue is the value of a signed header: its values joined
-// by commas, each trimmed with inner runs of spaces collapsed. Go moves
-// Host out of the header map, and may Content-Length.
-func canonicalHeaderValue(r *http.Request, name string) string {
-	var src []string
-	switch name {
-	case "host":
-		src = []string{r.Host}
-	default:
-		src = r.Header.Values(name)
-		if len(src) == 0 && name == "content-length" && r.ContentLength >= 0 {
-			src = []string{strconv.FormatInt(r.ContentLength, 10)}
-		}
+// appendCanonicalHeaderValue appends the value of a signed header: its
+// values joined by commas, each trimmed with inner runs of spaces
+// collapsed. Go moves Host out of the header map, and may Content-Length.
+func appendCanonicalHeaderValue(b []byte, r *http.Request, name string) []byte {
+	if name == "host" {
+		return appendCollapsed(b, strings.TrimSpace(r.Host))
 	}
-	vals := make([]string, len(src)) // src may be the request's own slice
+	src := r.Header.Values(name)
+	if len(src) == 0 && name == "content-length" && r.ContentLength >= 0 {
+		return strconv.AppendInt(b, r.ContentLength, 10)
+	}
 	for i, v := range src {
-		vals[i] = collapseSpaces(strings.TrimSpace(v))
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendCollapsed(b, strings.TrimSpace(v))
 	}
-	return strings.Join(vals, ",")
+	return b
 }
 
-func collapseSpaces(s string) string {
-	if !strings.Contains(s, "  ") {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
+// appendCollapsed appends s with inner runs of spaces collapsed to one.
+func appendCollapsed(b []byte, s string) []byte {
 	prevSpace := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -437,27 +483,28 @@ func collapseSpaces(s string) string {
 			continue
 		}
 		prevSpace = c == ' '
-		b.WriteByte(c)
+		b = append(b, c)
 	}
-	return b.String()
+	return b
 }
 
 // uriEncode percent-encodes every byte but the unreserved characters
 // (A-Z a-z 0-9 - _ . ~) and, if keepSlash, '/'. Hex digits are upper case.
 func uriEncode(s string, keepSlash bool) string {
+	return string(appendURIEncoded(make([]byte, 0, len(s)), s, keepSlash))
+}
+
+// appendURIEncoded appends uriEncode(s, keepSlash) to b.
+func appendURIEncoded(b []byte, s string, keepSlash bool) []byte {
 	const hexUpper = "0123456789ABCDEF"
-	var b strings.Builder
-	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if ('A' <= c && c <= 'Z') || ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') ||
 			c == '-' || c == '_' || c == '.' || c == '~' || (keepSlash && c == '/') {
-			b.WriteByte(c)
+			b = append(b, c)
 			continue
 		}
-		b.WriteByte('%')
-		b.WriteByte(hexUpper[c>>4])
-		b.WriteByte(hexUpper[c&15])
+		b = append(b, '%', hexUpper[c>>4], hexUpper[c&15])
 	}
-	return b.String()
+	return b
 }

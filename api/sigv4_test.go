@@ -79,7 +79,7 @@ func newSigEnv(t testing.TB) *sigEnv {
 	t.Helper()
 	se := &sigEnv{clock: &testClock{}, file: filepath.Join(t.TempDir(), "credentials.json")}
 	writeCreds(t, se.file, Credential{AccessKeyID: aliceID, SecretAccessKey: aliceSecret, ARN: aliceARN,
-		Policy: json.RawMessage(`{"Version":"2012-10-17","Statement":[]}`)})
+		Policy: json.RawMessage(`{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"kms:*","Resource":"*"}]}`)})
 	se.testEnv = newEnv(t, func(c *Config) {
 		a, err := NewSigV4Authenticator(SigV4Config{Region: "us-east-1", AccountID: "111122223333", File: se.file,
 			Now: se.clock.now, Logger: c.Logger})
@@ -538,4 +538,33 @@ func bufioReader(t testing.TB, r *http.Request) *bufio.Reader {
 		t.Fatal(err)
 	}
 	return bufio.NewReader(&buf)
+}
+
+// Concurrent requests signed with the same signing key share its pooled
+// HMACs: each must still be verified on its own (right signatures accepted,
+// wrong ones refused), which -race checks too.
+func TestSigV4ConcurrentVerification(t *testing.T) {
+	e := newSigEnv(t)
+	good := e.client(aliceID, aliceSecret)
+	bad := e.client(aliceID, "not-"+aliceSecret)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for range 15 {
+				if g%2 == 0 {
+					if err := describe(good); err != nil {
+						t.Errorf("right signature refused: %v", err)
+						return
+					}
+				} else {
+					var ae smithy.APIError
+					if err := describe(bad); !errors.As(err, &ae) || ae.ErrorCode() != "InvalidSignatureException" {
+						t.Errorf("wrong signature: got %v, want InvalidSignatureException", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -58,29 +58,32 @@ func FormatKeyID(id [16]byte, multiRegion bool) string {
 // FormatKeyID produces (lowercase), so FormatKeyID(ParseKeyID(s)) == s.
 // It does not accept ARNs or aliases.
 func ParseKeyID(s string) (id [16]byte, multiRegion bool, err error) {
-	bad := fmt.Errorf("%w: not a key id", ErrInvalidKey)
-	var digits []byte
+	// It runs on every request naming a key: the error is built only on
+	// failure and the digits gathered on the stack.
+	var digits [32]byte
 	switch {
 	case len(s) == len(mrkPrefix)+32 && s[:len(mrkPrefix)] == mrkPrefix:
 		multiRegion = true
-		digits = []byte(s[len(mrkPrefix):])
+		copy(digits[:], s[len(mrkPrefix):])
 	case len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-':
-		digits = make([]byte, 0, 32)
-		digits = append(digits, s[0:8]...)
-		digits = append(digits, s[9:13]...)
-		digits = append(digits, s[14:18]...)
-		digits = append(digits, s[19:23]...)
-		digits = append(digits, s[24:36]...)
+		n := copy(digits[:], s[0:8])
+		n += copy(digits[n:], s[9:13])
+		n += copy(digits[n:], s[14:18])
+		n += copy(digits[n:], s[19:23])
+		copy(digits[n:], s[24:36])
 	default:
-		return id, false, bad
+		return id, false, errNotKeyID()
 	}
 	for _, c := range digits {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return id, false, bad
+			return id, false, errNotKeyID()
 		}
 	}
-	if _, err := hex.Decode(id[:], digits); err != nil {
-		return id, false, bad
+	if _, err := hex.Decode(id[:], digits[:]); err != nil {
+		return id, false, errNotKeyID()
 	}
 	return id, multiRegion, nil
 }
+
+// errNotKeyID is ParseKeyID's error.
+func errNotKeyID() error { return fmt.Errorf("%w: not a key id", ErrInvalidKey) }

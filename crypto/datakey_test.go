@@ -59,3 +59,17 @@ func TestKeyIDFormat(t *testing.T) {
 		}
 	}
 }
+
+// ParseKeyID runs on every request naming a key: a success must not
+// allocate (it used to build its error up front).
+func TestParseKeyIDDoesNotAllocate(t *testing.T) {
+	for _, s := range []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "mrk-1234abcd12ab34cd56ef1234567890ab"} {
+		if n := testing.AllocsPerRun(100, func() {
+			if _, _, err := ParseKeyID(s); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("ParseKeyID(%q): %v allocations per call, want 0", s, n)
+		}
+	}
+}
