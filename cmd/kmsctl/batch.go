@@ -99,6 +99,60 @@ func readLines(e *env, name string) ([][]byte, error) {
 	return lines, nil
 }
 
+// runBatch sends n items as requests of at most MaxItems (call sends items
+// [lo, hi) and returns their results, in order) and reports every result:
+// check returns its error (after any client-side check, which may set
+// one), which goes to stderr; then, with --output json, the result is kept
+// for one {"Results": [...]} document at the end, else printResult writes its
+// line. forget, if set, clears a result's secrets once it is written.
+func runBatch[R any](ctx context.Context, e *env, n int,
+	call func(ctx context.Context, lo, hi int) ([]R, error),
+	check func(*R) *kmsdclient.ItemError,
+	printResult func(*R) error,
+	forget func(*R),
+) error {
+	if forget == nil {
+		forget = func(*R) {}
+	}
+	fails := &itemFailures{e: e}
+	var all []R
+	err := chunks(n, func(lo, hi int) error {
+		rctx, cancel := e.reqCtx(ctx)
+		defer cancel()
+		results, err := call(rctx, lo, hi)
+		if err != nil {
+			return err
+		}
+		for i := range results {
+			r := &results[i]
+			fails.add(lo+i, check(r))
+			if e.json() {
+				all = append(all, *r)
+				continue
+			}
+			err := printResult(r)
+			forget(r)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if e.json() {
+		err := e.writeJSON(map[string]any{"Results": all})
+		for i := range all {
+			forget(&all[i])
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return fails.err()
+}
+
 func batchGenerateDataKeyCommand() *command {
 	var (
 		keyID        string
@@ -141,54 +195,37 @@ func batchGenerateDataKeyCommand() *command {
 			if err != nil {
 				return err
 			}
-			fails := &itemFailures{e: e}
-			var all []kmsdclient.DataKeyResult
-			err = chunks(count, func(lo, hi int) error {
+			call := func(ctx context.Context, lo, hi int) ([]kmsdclient.DataKeyResult, error) {
 				items := make([]kmsdclient.DataKeyItem, hi-lo)
 				for i := range items {
 					items[i] = kmsdclient.DataKeyItem{KeyId: keyID, KeySpec: keySpec, NumberOfBytes: int32(numBytes), EncryptionContext: encCtx}
 				}
 				in := &kmsdclient.BatchGenerateDataKeyInput{Items: items}
-				rctx, cancel := e.reqCtx(ctx)
-				defer cancel()
 				var out *kmsdclient.BatchGenerateDataKeyOutput
+				var err error
 				if withoutPlain {
-					out, err = c.BatchGenerateDataKeyWithoutPlaintext(rctx, in)
+					out, err = c.BatchGenerateDataKeyWithoutPlaintext(ctx, in)
 				} else {
-					out, err = c.BatchGenerateDataKey(rctx, in)
+					out, err = c.BatchGenerateDataKey(ctx, in)
 				}
 				if err != nil {
-					return err
+					return nil, err
 				}
-				for i, r := range out.Results {
-					fails.add(lo+i, r.Error)
-					if e.json() {
-						all = append(all, r)
-						continue
-					}
-					line := ""
-					if r.Error == nil {
-						line = base64.StdEncoding.EncodeToString(r.CiphertextBlob)
-						if !withoutPlain {
-							line += "\t" + base64.StdEncoding.EncodeToString(r.Plaintext)
-						}
-						clear(r.Plaintext)
-					}
-					if _, err := fmt.Fprintln(e.stdout, line); err != nil {
-						return err
+				return out.Results, nil
+			}
+			printResult := func(r *kmsdclient.DataKeyResult) error {
+				line := ""
+				if r.Error == nil {
+					line = base64.StdEncoding.EncodeToString(r.CiphertextBlob)
+					if !withoutPlain {
+						line += "\t" + base64.StdEncoding.EncodeToString(r.Plaintext)
 					}
 				}
-				return nil
-			})
-			if err != nil {
+				_, err := fmt.Fprintln(e.stdout, line)
 				return err
 			}
-			if e.json() {
-				if err := e.writeJSON(map[string]any{"Results": all}); err != nil {
-					return err
-				}
-			}
-			return fails.err()
+			return runBatch(ctx, e, count, call, func(r *kmsdclient.DataKeyResult) *kmsdclient.ItemError { return r.Error },
+				printResult, func(r *kmsdclient.DataKeyResult) { clear(r.Plaintext) })
 		},
 	}
 }
@@ -247,45 +284,28 @@ func batchEncryptCommand() *command {
 			if err != nil {
 				return err
 			}
-			fails := &itemFailures{e: e}
-			var all []kmsdclient.EncryptResult
-			err = chunks(len(items), func(lo, hi int) error {
-				rctx, cancel := e.reqCtx(ctx)
-				defer cancel()
-				out, err := c.BatchEncrypt(rctx, &kmsdclient.BatchEncryptInput{Items: items[lo:hi]})
+			call := func(ctx context.Context, lo, hi int) ([]kmsdclient.EncryptResult, error) {
+				out, err := c.BatchEncrypt(ctx, &kmsdclient.BatchEncryptInput{Items: items[lo:hi]})
 				if err != nil {
-					return err
+					return nil, err
 				}
-				for i, r := range out.Results {
-					fails.add(lo+i, r.Error)
-					if e.json() {
-						all = append(all, r)
-						continue
-					}
-					line := ""
-					if r.Error == nil {
-						line = base64.StdEncoding.EncodeToString(r.CiphertextBlob)
-					}
-					if _, err := fmt.Fprintln(e.stdout, line); err != nil {
-						return err
-					}
+				return out.Results, nil
+			}
+			printResult := func(r *kmsdclient.EncryptResult) error {
+				line := ""
+				if r.Error == nil {
+					line = base64.StdEncoding.EncodeToString(r.CiphertextBlob)
 				}
-				return nil
-			})
+				_, err := fmt.Fprintln(e.stdout, line)
+				return err
+			}
+			err = runBatch(ctx, e, len(items), call, func(r *kmsdclient.EncryptResult) *kmsdclient.ItemError { return r.Error }, printResult, nil)
 			if b64 {
 				for _, it := range items {
 					clear(it.Plaintext)
 				}
 			}
-			if err != nil {
-				return err
-			}
-			if e.json() {
-				if err := e.writeJSON(map[string]any{"Results": all}); err != nil {
-					return err
-				}
-			}
-			return fails.err()
+			return err
 		},
 	}
 }
@@ -337,56 +357,37 @@ func batchDecryptCommand() *command {
 			if err != nil {
 				return err
 			}
-			fails := &itemFailures{e: e}
-			var all []kmsdclient.DecryptResult
-			err = chunks(len(items), func(lo, hi int) error {
-				rctx, cancel := e.reqCtx(ctx)
-				defer cancel()
-				out, err := c.BatchDecrypt(rctx, &kmsdclient.BatchDecryptInput{Items: items[lo:hi]})
+			call := func(ctx context.Context, lo, hi int) ([]kmsdclient.DecryptResult, error) {
+				out, err := c.BatchDecrypt(ctx, &kmsdclient.BatchDecryptInput{Items: items[lo:hi]})
 				if err != nil {
-					return err
+					return nil, err
 				}
-				for i, r := range out.Results {
-					if r.Error == nil && !b64 && !e.json() && bytes.ContainsAny(r.Plaintext, "\r\n") {
-						clear(r.Plaintext)
-						r.Error = &kmsdclient.ItemError{Code: "kmsctl", Message: "the plaintext has a line break: use --base64"}
-					}
-					fails.add(lo+i, r.Error)
-					if e.json() {
-						all = append(all, r)
-						continue
-					}
-					var err error
-					switch {
-					case r.Error != nil:
-						_, err = fmt.Fprintln(e.stdout)
-					case b64:
-						_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(r.Plaintext))
-					default:
-						if _, err = e.stdout.Write(r.Plaintext); err == nil {
-							_, err = io.WriteString(e.stdout, "\n")
-						}
-					}
+				return out.Results, nil
+			}
+			// A raw plaintext with a line break would break the one line
+			// per item output.
+			check := func(r *kmsdclient.DecryptResult) *kmsdclient.ItemError {
+				if r.Error == nil && !b64 && !e.json() && bytes.ContainsAny(r.Plaintext, "\r\n") {
 					clear(r.Plaintext)
-					if err != nil {
-						return err
+					r.Error = &kmsdclient.ItemError{Code: "kmsctl", Message: "the plaintext has a line break: use --base64"}
+				}
+				return r.Error
+			}
+			printResult := func(r *kmsdclient.DecryptResult) error {
+				var err error
+				switch {
+				case r.Error != nil:
+					_, err = fmt.Fprintln(e.stdout)
+				case b64:
+					_, err = fmt.Fprintln(e.stdout, base64.StdEncoding.EncodeToString(r.Plaintext))
+				default:
+					if _, err = e.stdout.Write(r.Plaintext); err == nil {
+						_, err = io.WriteString(e.stdout, "\n")
 					}
 				}
-				return nil
-			})
-			if err != nil {
 				return err
 			}
-			if e.json() {
-				err := e.writeJSON(map[string]any{"Results": all})
-				for _, r := range all {
-					clear(r.Plaintext)
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return fails.err()
+			return runBatch(ctx, e, len(items), call, check, printResult, func(r *kmsdclient.DecryptResult) { clear(r.Plaintext) })
 		},
 	}
 }
