@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,8 +31,13 @@ import (
 // it, any certificate of the cluster CA is accepted from any address, which
 // suits hosts with changing addresses when the CA is dedicated to the
 // cluster. Clients are never checked against their address.
+//
+// The node certificate can be replaced while the node runs
+// (SetCertificate, ReloadCertificate: kmsd does it on SIGHUP), so that
+// certificates can be renewed without a restart; every handshake from then
+// on presents the new one. The CA pool is fixed for the node's life.
 type ClusterTLS struct {
-	cert           tls.Certificate
+	cert           atomic.Pointer[tls.Certificate]
 	roots          *x509.CertPool
 	VerifyHostname bool
 }
@@ -39,7 +45,42 @@ type ClusterTLS struct {
 // NewClusterTLS builds a ClusterTLS from a node certificate and the pool
 // holding the cluster CA.
 func NewClusterTLS(cert tls.Certificate, ca *x509.CertPool, verifyHostname bool) *ClusterTLS {
-	return &ClusterTLS{cert: cert, roots: ca, VerifyHostname: verifyHostname}
+	c := &ClusterTLS{roots: ca, VerifyHostname: verifyHostname}
+	c.SetCertificate(cert)
+	return c
+}
+
+// SetCertificate makes cert the node's certificate for every handshake
+// from now on.
+func (c *ClusterTLS) SetCertificate(cert tls.Certificate) { c.cert.Store(&cert) }
+
+// ReloadCertificate reads the node's certificate and key again and, if they
+// load and the certificate chains to the cluster CA, uses them from now on;
+// on any error the current certificate stays.
+func (c *ClusterTLS) ReloadCertificate(certFile, keyFile string) error {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("cluster tls: node certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("cluster tls: node certificate: %w", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("cluster tls: node certificate is not issued by the cluster CA: %w", err)
+	}
+	c.SetCertificate(cert)
+	return nil
+}
+
+// getCertificate and getClientCertificate hand crypto/tls the current
+// certificate.
+func (c *ClusterTLS) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.cert.Load(), nil
+}
+
+func (c *ClusterTLS) getClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.cert.Load(), nil
 }
 
 // LoadClusterTLS reads the node's certificate and key (PEM) and the cluster
@@ -76,10 +117,10 @@ func (c *ClusterTLS) CAPool() *x509.CertPool { return c.roots }
 // certificate of the cluster CA is required.
 func (c *ClusterTLS) ServerConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13, // both ends are kmsd
-		Certificates: []tls.Certificate{c.cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    c.roots,
+		MinVersion:     tls.VersionTLS13, // both ends are kmsd
+		GetCertificate: c.getCertificate,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      c.roots,
 	}
 }
 
@@ -91,10 +132,10 @@ func (c *ClusterTLS) ServerConfig() *tls.Config {
 // refuses /internal/ requests without one.
 func (c *ClusterTLS) HTTPServerConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{c.cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    c.roots,
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: c.getCertificate,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      c.roots,
 	}
 }
 
@@ -104,9 +145,9 @@ func (c *ClusterTLS) HTTPServerConfig() *tls.Config {
 // ServerName from the address).
 func (c *ClusterTLS) ClientConfig() *tls.Config {
 	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.cert},
-		RootCAs:      c.roots,
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: c.getClientCertificate,
+		RootCAs:              c.roots,
 	}
 	if !c.VerifyHostname {
 		// Chain verification only: crypto/tls cannot verify a chain without

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -49,9 +50,12 @@ func tlsCluster(t *testing.T, verifyHostname bool) (*testcluster.Cluster, []*clu
 			Client: ids[i].HTTPClient(10 * time.Second), Scheme: "https", RequireClientCert: true,
 			Logger: testcluster.NewLogger(t, nil)})
 		require.NoError(t, err)
+		// TLS on the listener as kmsd serves it: httptest's StartTLS would
+		// install its own certificate, which crypto/tls prefers to
+		// GetCertificate for clients that send no server name.
 		srv := httptest.NewUnstartedServer(f.Handler())
-		srv.TLS = ids[i].HTTPServerConfig()
-		srv.StartTLS()
+		srv.Listener = tls.NewListener(srv.Listener, ids[i].HTTPServerConfig())
+		srv.Start()
 		t.Cleanup(srv.Close)
 		u, _ := url.Parse(srv.URL)
 		mu.Lock()
@@ -222,4 +226,43 @@ func TestTLSHostnameVerification(t *testing.T) {
 	require.NoError(t, dial(elsewhere, false))
 	require.Error(t, dial(stranger, true))
 	require.ErrorContains(t, dial(stranger, false), "unknown authority")
+}
+
+// TestClusterTLSReloadCertificate: configs made before a reload present the
+// new certificate afterwards, on the Raft listener, the HTTP server and as
+// client certificate; a certificate of another CA is refused and the
+// current one stays.
+func TestClusterTLSReloadCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "kmsd test cluster CA")
+	_, certFile, keyFile := ca.WriteFiles(t, dir, "node0")
+	ct, err := cluster.LoadClusterTLS(certFile, keyFile, filepath.Join(dir, "ca.pem"), true)
+	require.NoError(t, err)
+	server, httpServer, client := ct.ServerConfig(), ct.HTTPServerConfig(), ct.ClientConfig()
+	served := func() [3][]byte {
+		a, err := server.GetCertificate(nil)
+		require.NoError(t, err)
+		b, err := httpServer.GetCertificate(nil)
+		require.NoError(t, err)
+		c, err := client.GetClientCertificate(nil)
+		require.NoError(t, err)
+		return [3][]byte{a.Certificate[0], b.Certificate[0], c.Certificate[0]}
+	}
+	before := served()
+
+	other := testcerts.NewCA(t, "another CA")
+	otherDir := t.TempDir()
+	_, otherCert, otherKey := other.WriteFiles(t, otherDir, "node0")
+	require.ErrorContains(t, ct.ReloadCertificate(otherCert, otherKey), "not issued by the cluster CA")
+	require.Equal(t, before, served())
+	require.Error(t, ct.ReloadCertificate(filepath.Join(dir, "missing.pem"), keyFile))
+	require.Equal(t, before, served())
+
+	ca.WriteFiles(t, dir, "node0")
+	require.NoError(t, ct.ReloadCertificate(certFile, keyFile))
+	after := served()
+	for i := range after {
+		require.NotEqual(t, before[i], after[i])
+		require.Equal(t, after[0], after[i])
+	}
 }

@@ -4,7 +4,7 @@
 #   scripts/cluster.sh up       background; state, logs and pids under ./data/cluster
 #   scripts/cluster.sh down     stop the background cluster (SIGINT: nodes stay members, so `up` resumes)
 #   scripts/cluster.sh status   each node's /v1/status
-#   scripts/cluster.sh reload   SIGHUP the background nodes: re-read the credentials file
+#   scripts/cluster.sh reload   SIGHUP the background nodes: re-read the credentials file and certificates
 #   scripts/cluster.sh credentials FILE [MODE]
 #                               write a demo credentials file FILE (mode MODE, default 600) unless
 #                               it exists, and print the export line for its first principal

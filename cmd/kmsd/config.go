@@ -86,7 +86,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.BoolVar(&c.AuditFailOpen, "audit-fail-open", false, "answer requests even when their audit record cannot be written (default: fail them with a 500, \"no answer without a record\")")
 	fs.BoolVar(&c.AuditFsync, "audit-fsync", true, "fsync each audit record before answering (concurrent requests share fsyncs)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "run a cluster without -credentials-file, accepting any well-formed SigV4 request unverified (testing only)")
-	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https (TLS 1.2+); with -cluster-tls-ca also this node's identity between nodes")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve the API over https (TLS 1.2+); with -cluster-tls-ca also this node's identity between nodes; re-read with -tls-key on SIGHUP")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM CA that issued every node's -tls-cert: mutual TLS for Raft and node-to-node forwarding (node certificates need serverAuth and clientAuth)")
 	fs.BoolVar(&c.ClusterTLSVerifyHostname, "cluster-tls-verify-hostname", true, "with -cluster-tls-ca, a peer's certificate must also name the address it is dialed at (IP or DNS SAN); false: any certificate of the cluster CA")

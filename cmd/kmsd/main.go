@@ -119,7 +119,6 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP) // before anything can send one
 	defer signal.Stop(hup)
-	go reloadOnSignal(ctx, hup, reloadAuth, log)
 	cpu := crypto.CPUFeatures()
 	log.Info("cpu crypto features", "brand", cpu.Brand, "aesni", cpu.AESNI, "pclmulqdq", cpu.PCLMULQDQ,
 		"vaes", cpu.VAES, "vpclmulqdq", cpu.VPCLMULQD, "avx2", cpu.AVX2, "avx512f", cpu.AVX512F, "sha_ni", cpu.SHANI)
@@ -134,10 +133,21 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 
-	tlsCfg, clusterTLS, err := loadTLS(cfg, log)
+	tlsCfg, clusterTLS, reloadCert, err := loadTLS(cfg, log)
 	if err != nil {
 		return err
 	}
+	go reloadOnSignal(ctx, hup, func() {
+		reloadAuth()
+		if reloadCert == nil {
+			return
+		}
+		if err := reloadCert(); err != nil {
+			log.Error("SIGHUP: certificate not reloaded; the current one stays", "err", err)
+			return
+		}
+		log.Info("SIGHUP: certificate reloaded", "cert", cfg.TLSCert)
+	}, log)
 
 	state := fsm.New()
 	src := &metricsSource{}
@@ -346,33 +356,45 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 // loadTLS reads -tls-cert/-tls-key (the API server's TLS configuration)
 // and -cluster-tls-ca (mutual TLS between nodes). Both are nil without
 // -tls-cert: plain HTTP, which outside -dev the configuration allows only
-// with -insecure-plain-http (said loudly here, once).
-func loadTLS(cfg *Config, log *slog.Logger) (*tls.Config, *cluster.ClusterTLS, error) {
+// with -insecure-plain-http (said loudly here, once). reloadCert (nil
+// without TLS) reads the certificate and key files again, for SIGHUP:
+// handshakes from then on present the new certificate (renewal without a
+// restart); on error the current one stays.
+func loadTLS(cfg *Config, log *slog.Logger) (tlsCfg *tls.Config, ct *cluster.ClusterTLS, reloadCert func() error, err error) {
 	if cfg.TLSCert == "" {
 		if !cfg.Dev {
 			log.Warn("INSECURE: -insecure-plain-http: serving plain HTTP; requests, plaintexts and data keys cross the network unencrypted, " +
 				"and nodes talk to each other unauthenticated at the transport level (tests and local demos only)")
 		}
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if cfg.ClusterTLSCA != "" {
 		ct, err := cluster.LoadClusterTLS(cfg.TLSCert, cfg.TLSKey, cfg.ClusterTLSCA, cfg.ClusterTLSVerifyHostname)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		log.Info("tls: API over https; mutual TLS between nodes", "cert", cfg.TLSCert, "cluster_ca", cfg.ClusterTLSCA,
 			"verify_hostname", cfg.ClusterTLSVerifyHostname)
-		return ct.HTTPServerConfig(), ct, nil
+		return ct.HTTPServerConfig(), ct, func() error { return ct.ReloadCertificate(cfg.TLSCert, cfg.TLSKey) }, nil
 	}
-	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-	if err != nil {
-		return nil, nil, fmt.Errorf("tls: %w", err)
+	var current atomic.Pointer[tls.Certificate]
+	load := func() error {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		current.Store(&cert)
+		return nil
+	}
+	if err := load(); err != nil {
+		return nil, nil, nil, err
 	}
 	if !cfg.Dev {
 		log.Warn("INSECURE: -insecure-plain-http with -tls-cert and no -cluster-tls-ca: the API is served over https but Raft between nodes is plain TCP " +
 			"(forwarding uses https, verifying peers against the system roots)")
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil, nil
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}, nil, load, nil
 }
 
 // openAudit opens this node's audit log in -audit-dir (default
@@ -446,7 +468,7 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, reload func(), lo
 		case <-ctx.Done():
 			return
 		case <-hup:
-			log.Info("SIGHUP: reloading credentials")
+			log.Info("SIGHUP: reloading credentials and certificate")
 			reload()
 		}
 	}

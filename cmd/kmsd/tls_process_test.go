@@ -3,11 +3,13 @@ package main
 import (
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,17 +21,25 @@ import (
 // TestTLSSingleNode runs kmsd with -tls-cert/-tls-key/-cluster-tls-ca: the
 // API answers over https only, API clients need no certificate, and the
 // /internal/ endpoints refuse a client without the cluster certificate.
-func TestTLSSingleNode(t *testing.T) {
+// tlsNode is a kmsd started by startTLSNode.
+type tlsNode struct {
+	addr string
+	api  *http.Client // trusts the test CA, no client certificate
+	out  *syncBuf
+	cmd  *exec.Cmd
+}
+
+// startTLSNode starts a single-node kmsd over https with the TLS flags in
+// tlsArgs and waits until /readyz answers over https.
+func startTLSNode(t *testing.T, dir string, ca *testcerts.CA, tlsArgs ...string) *tlsNode {
+	t.Helper()
 	bin := kmsdBinary(t)
-	dir := t.TempDir()
-	ca := testcerts.NewCA(t, "kmsd test CA")
-	caFile, certFile, keyFile := ca.WriteFiles(t, dir, "n1")
 	rk := filepath.Join(dir, "rk")
 	writeFile(t, rk, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
 	addr := freePort(t)
-	cmd := exec.Command(bin, "-node-id", "n1", "-data-dir", filepath.Join(dir, "data"), "-root-key-file", rk,
-		"-bootstrap-expect", "1", "-insecure-no-auth", "-http-addr", addr, "-raft-addr", freePort(t), "-gossip-addr", freePort(t),
-		"-tls-cert", certFile, "-tls-key", keyFile, "-cluster-tls-ca", caFile)
+	cmd := exec.Command(bin, append([]string{"-node-id", "n1", "-data-dir", filepath.Join(dir, "data"), "-root-key-file", rk,
+		"-bootstrap-expect", "1", "-insecure-no-auth", "-http-addr", addr, "-raft-addr", freePort(t), "-gossip-addr", freePort(t)},
+		tlsArgs...)...)
 	cmd.Env = cleanEnv()
 	out := &syncBuf{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -66,6 +76,65 @@ func TestTLSSingleNode(t *testing.T) {
 		}
 		require.True(t, time.Now().Before(eventually30), "kmsd not ready over https")
 	}
+	return &tlsNode{addr: addr, api: api, out: out, cmd: cmd}
+}
+
+// servedSerial is the serial number of the certificate the node presents
+// in a new TLS handshake.
+func servedSerial(t *testing.T, n *tlsNode, ca *testcerts.CA) string {
+	t.Helper()
+	conn, err := tls.Dial("tcp", n.addr, &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"})
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+}
+
+// TestTLSCertificateReloadOnSIGHUP: a renewed certificate written over the
+// files is served after SIGHUP without a restart, for the API and between
+// nodes; a certificate of another CA is refused and the current one stays.
+func TestTLSCertificateReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "kmsd test CA")
+	caFile, certFile, keyFile := ca.WriteFiles(t, dir, "n1", net.ParseIP("127.0.0.1"))
+	n := startTLSNode(t, dir, ca, "-tls-cert", certFile, "-tls-key", keyFile, "-cluster-tls-ca", caFile)
+	first := servedSerial(t, n, ca)
+
+	// A certificate of another CA: refused, the first one stays.
+	testcerts.NewCA(t, "some other CA").WriteFiles(t, filepath.Join(dir), "n1", net.ParseIP("127.0.0.1"))
+	writeFile(t, caFile, string(ca.PEM)) // WriteFiles replaced ca.pem too; kmsd never rereads it
+	require.NoError(t, n.cmd.Process.Signal(syscall.SIGHUP))
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(n.out.String(), "certificate not reloaded") })
+	require.Equal(t, first, servedSerial(t, n, ca))
+
+	// The renewal from the cluster CA: served from the next handshake on.
+	ca.WriteFiles(t, dir, "n1", net.ParseIP("127.0.0.1"))
+	require.NoError(t, n.cmd.Process.Signal(syscall.SIGHUP))
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(n.out.String(), "SIGHUP: certificate reloaded") })
+	second := servedSerial(t, n, ca)
+	require.NotEqual(t, first, second)
+	resp, err := n.api.Get("https://" + n.addr + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// waitFor polls cond until it holds or within has passed.
+func waitFor(t *testing.T, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		require.True(t, time.Now().Before(deadline), "condition not met within %v", within)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTLSSingleNode(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "kmsd test CA")
+	caFile, certFile, keyFile := ca.WriteFiles(t, dir, "n1")
+	p := startTLSNode(t, dir, ca, "-tls-cert", certFile, "-tls-key", keyFile, "-cluster-tls-ca", caFile)
+	addr, api, out := p.addr, p.api, p.out
+
 	require.Contains(t, out.String(), "https://"+addr)
 
 	// Plain HTTP gets no API.
