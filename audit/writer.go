@@ -269,29 +269,46 @@ func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 	body := appendEvent((*bp)[:0], &e)
 
 	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return ErrClosed
-	}
-	if w.err != nil {
-		err := w.err
+	if err := w.unusableLocked(); err != nil {
 		w.mu.Unlock()
 		return err
 	}
-	w.appendLine(body)
+	w.appendRecordLocked(body)
 	if cap(body) <= 64<<10 {
 		*bp = body[:0]
 		eventBufs.Put(bp)
 	}
 	mine := w.next
 	mine.n++
+	if w.size >= w.opts.MaxBytes {
+		w.rotate() // writes mine
+	}
+	return w.awaitLocked(mine)
+}
+
+// unusableLocked is the error every call gets once the writer is closed or
+// a write failed; nil while it works. w.mu is held.
+func (w *Writer) unusableLocked() error {
+	if w.closed {
+		return ErrClosed
+	}
+	return w.err
+}
+
+// appendRecordLocked adds one marshalled event to the pending batch as the
+// chain's next record, and a signed digest when one is due. w.mu is held.
+func (w *Writer) appendRecordLocked(body []byte) {
+	w.appendLine(body)
 	w.sinceDigest++
 	if w.sinceDigest >= w.opts.DigestEvery {
 		w.appendDigest(ReasonPeriodic, false)
 	}
-	if w.size >= w.opts.MaxBytes {
-		w.rotate() // writes mine
-	}
+}
+
+// awaitLocked waits until batch mine is on disk and returns its outcome,
+// writing it (and the batches it leads) itself when it is its turn. It is
+// called with w.mu held and returns with it released.
+func (w *Writer) awaitLocked(mine *batch) error {
 	for {
 		if mine == w.next && !w.flushing {
 			w.flush()
@@ -338,35 +355,21 @@ func (w *Writer) RecordBatch(ctx context.Context, evs []api.AuditEvent) error {
 	}()
 
 	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return ErrClosed
-	}
-	if w.err != nil {
-		err := w.err
+	if err := w.unusableLocked(); err != nil {
 		w.mu.Unlock()
 		return err
 	}
 	w.pending = slices.Grow(w.pending, len(buf)+len(evs)*chainFieldsBytes)
 	start := 0
 	for _, end := range ends {
-		w.appendLine(buf[start:end])
+		w.appendRecordLocked(buf[start:end])
 		start = end
-		w.sinceDigest++
-		if w.sinceDigest >= w.opts.DigestEvery {
-			w.appendDigest(ReasonPeriodic, false)
-		}
 		if w.size >= w.opts.MaxBytes {
 			// Writes the records so far; it may wait for a running flush,
 			// releasing mu, and find the writer closed or failed: the
 			// rest of the batch is then not written.
 			w.rotate()
-			if w.closed {
-				w.mu.Unlock()
-				return ErrClosed
-			}
-			if w.err != nil {
-				err := w.err
+			if err := w.unusableLocked(); err != nil {
 				w.mu.Unlock()
 				return err
 			}
@@ -377,18 +380,7 @@ func (w *Writer) RecordBatch(ctx context.Context, evs []api.AuditEvent) error {
 	// records before a rotation were written by it.
 	mine := w.next
 	mine.n++
-	for {
-		if mine == w.next && !w.flushing {
-			w.flush()
-		}
-		w.mu.Unlock()
-		select {
-		case <-mine.done:
-			return mine.err
-		case <-mine.lead:
-		}
-		w.mu.Lock()
-	}
+	return w.awaitLocked(mine)
 }
 
 // flush takes the pending batch, writes it (and fsyncs it, unless NoSync)
