@@ -9,11 +9,9 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -43,24 +41,8 @@ func TestSecretsStayOutOfEverything(t *testing.T) {
 		 "policy": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}}]}`,
 		testserver.AccountID, access, secret, testserver.AccountID)), 0o600))
 
-	httpAddr := freeAddr(t)
-	logPath := filepath.Join(dir, "kmsd.log")
-	logFile, err := os.Create(logPath)
-	require.NoError(t, err)
-	cmd := exec.Command(kmsdBin, "-dev", "-data-dir", dataDir, "-http-addr", httpAddr, "-raft-addr", freeAddr(t),
-		"-log-level", "debug", "-credentials-file", credFile, "-audit-digest-every", "3")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	require.NoError(t, cmd.Start())
-	p := &proc{t: t, cmd: cmd, dataDir: dataDir, httpAddr: httpAddr, endpoint: "http://" + httpAddr, logPath: logPath, done: make(chan struct{})}
-	go func() { cmd.Wait(); logFile.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("kmsd log:\n%s", b)
-		}
-	})
-	p.waitReady(30 * time.Second)
+	p := startDevWith(t, dataDir, "-credentials-file", credFile, "-audit-digest-every", "3")
+	logPath := p.logPath
 
 	c := kms.New(kms.Options{
 		Region:           testserver.Region,

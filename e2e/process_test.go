@@ -72,6 +72,12 @@ func freeAddr(t *testing.T) string {
 // startDev starts `kmsd -dev` on dataDir and waits until it is ready.
 func startDev(t *testing.T, dataDir string) *proc {
 	t.Helper()
+	return startDevWith(t, dataDir)
+}
+
+// startDevWith is startDev with extra kmsd flags.
+func startDevWith(t *testing.T, dataDir string, extra ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, dataDir: dataDir, httpAddr: freeAddr(t), done: make(chan struct{})}
 	p.endpoint = "http://" + p.httpAddr
 	p.logPath = filepath.Join(t.TempDir(), "kmsd.log")
@@ -79,8 +85,8 @@ func startDev(t *testing.T, dataDir string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(kmsdBin, "-dev", "-data-dir", dataDir, "-http-addr", p.httpAddr,
-		"-raft-addr", freeAddr(t), "-log-level", "debug")
+	p.cmd = exec.Command(kmsdBin, append([]string{"-dev", "-data-dir", dataDir, "-http-addr", p.httpAddr,
+		"-raft-addr", freeAddr(t), "-log-level", "debug"}, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
