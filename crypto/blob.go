@@ -4,10 +4,18 @@ import "fmt"
 
 // Ciphertext blob layout constants (see the package comment for offsets).
 const (
-	// BlobVersion is the only blob format version this package writes or
-	// accepts.
-	BlobVersion byte = 1
-	// SaltSize is the size of the random HKDF salt carried in every blob.
+	// BlobVersion is the blob format version Seal writes unless told
+	// otherwise. Format 1 derives each message key with HKDF-SHA256 from
+	// the key version's material; format 2 with AES-CMAC under a
+	// derivation key cached per key version (SymmetricKey). Both are
+	// parsed and opened.
+	BlobVersion = blobVersion2
+
+	blobVersion1 byte = 1
+	blobVersion2 byte = 2
+
+	// SaltSize is the size of the random salt of the per-message key
+	// carried in every blob.
 	SaltSize = 16
 	// HeaderSize is the size of an encoded Header.
 	HeaderSize = 2 + 1 + 1 + 16 + 16 + SaltSize + NonceSize
@@ -25,13 +33,16 @@ const (
 
 // Header is the authenticated, unencrypted part of a ciphertext blob.
 type Header struct {
+	// Version is the blob format version (1 or 2); 0 means BlobVersion
+	// when sealing.
+	Version byte
 	// MultiRegion is set when KeyID belongs to a multi-region key ("mrk-").
 	MultiRegion bool
 	// KeyID is the raw 16 bytes of the key id.
 	KeyID [16]byte
 	// VersionID is the raw 16 bytes of the key version (backing key) id.
 	VersionID [16]byte
-	// Salt is the random HKDF salt of the per-message key.
+	// Salt is the random salt of the per-message key.
 	Salt [SaltSize]byte
 	// Nonce is the random AES-GCM nonce.
 	Nonce [NonceSize]byte
@@ -50,12 +61,20 @@ func (h *Header) Encode() []byte {
 	return h.appendTo(make([]byte, 0, HeaderSize))
 }
 
+// version is h.Version, with 0 read as BlobVersion.
+func (h *Header) version() byte {
+	if h.Version == 0 {
+		return BlobVersion
+	}
+	return h.Version
+}
+
 func (h *Header) appendTo(dst []byte) []byte {
 	var flags byte
 	if h.MultiRegion {
 		flags |= flagMultiRegion
 	}
-	dst = append(dst, magic0, magic1, BlobVersion, flags)
+	dst = append(dst, magic0, magic1, h.version(), flags)
 	dst = append(dst, h.KeyID[:]...)
 	dst = append(dst, h.VersionID[:]...)
 	dst = append(dst, h.Salt[:]...)
@@ -82,14 +101,14 @@ func ParseBlob(b []byte) (*Blob, error) {
 	if b[0] != magic0 || b[1] != magic1 {
 		return nil, fmt.Errorf("%w: not a kmsd ciphertext", ErrInvalidCiphertext)
 	}
-	if b[2] != BlobVersion {
+	if b[2] != blobVersion1 && b[2] != blobVersion2 {
 		return nil, fmt.Errorf("%w: unsupported format version", ErrInvalidCiphertext)
 	}
 	flags := b[3]
 	if flags&^knownFlags != 0 {
 		return nil, fmt.Errorf("%w: unknown flags", ErrInvalidCiphertext)
 	}
-	blob := &Blob{Header: Header{MultiRegion: flags&flagMultiRegion != 0}}
+	blob := &Blob{Header: Header{Version: b[2], MultiRegion: flags&flagMultiRegion != 0}}
 	p := b[4:]
 	p = p[copy(blob.KeyID[:], p):]
 	p = p[copy(blob.VersionID[:], p):]

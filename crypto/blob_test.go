@@ -14,7 +14,7 @@ func TestBlobLayout(t *testing.T) {
 	if HeaderSize != 64 || MinBlobSize != 80 || SaltSize < 16 {
 		t.Fatalf("HeaderSize %d MinBlobSize %d SaltSize %d", HeaderSize, MinBlobSize, SaltSize)
 	}
-	h := Header{MultiRegion: true}
+	h := Header{Version: 1, MultiRegion: true}
 	for i := range 16 {
 		h.KeyID[i] = byte(0x10 + i)
 		h.VersionID[i] = byte(0x30 + i)
@@ -32,6 +32,12 @@ func TestBlobLayout(t *testing.T) {
 	if !bytes.Equal(b[:HeaderSize], h.Encode()) {
 		t.Fatal("Header.Encode is not the blob prefix")
 	}
+	if v2 := (&Header{Version: 2}).Encode(); v2[2] != 2 {
+		t.Fatalf("version 2 header: %x", v2)
+	}
+	if cur := (&Header{}).Encode(); cur[2] != BlobVersion || BlobVersion != 2 {
+		t.Fatalf("a header without a version encodes as %d, want BlobVersion (2)", cur[2])
+	}
 	h.MultiRegion = false
 	if h.Encode()[3] != 0 {
 		t.Fatal("flags byte not 0")
@@ -40,7 +46,7 @@ func TestBlobLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !p.MultiRegion || p.KeyID[0] != 0x10 || p.VersionID[15] != 0x3F || p.Salt[0] != 0x50 || p.Nonce[11] != 0x7B || len(p.Sealed) != 20 {
+	if p.Version != 1 || !p.MultiRegion || p.KeyID[0] != 0x10 || p.VersionID[15] != 0x3F || p.Salt[0] != 0x50 || p.Nonce[11] != 0x7B || len(p.Sealed) != 20 {
 		t.Fatalf("parse wrong: %+v", p.Header)
 	}
 	b[64] = 0
@@ -63,7 +69,7 @@ func TestParseBlobRejects(t *testing.T) {
 		"bad magic 0":  mod(0, 'k'),
 		"bad magic 1":  mod(1, 'd'),
 		"version 0":    mod(2, 0),
-		"version 2":    mod(2, 2),
+		"version 3":    mod(2, 3),
 		"version 0xff": mod(2, 0xff),
 		"flag bit 1":   mod(3, 2),
 		"flag bit 7":   mod(3, 0x80),

@@ -7,7 +7,9 @@ import (
 )
 
 // MaterialCache is a bounded LRU cache of unwrapped key material, keyed by
-// key version id. It is safe for concurrent use.
+// key version id, and of symmetric key versions prepared for Seal and Open
+// (SymmetricKey: the cached derivation cipher). It is safe for concurrent
+// use.
 //
 // The cache owns the secrets it stores and zeroes them when they are evicted
 // or purged. Get therefore hands out a copy, which stays valid whatever the
@@ -24,6 +26,9 @@ type MaterialCache struct {
 type cacheEntry struct {
 	versionID [16]byte
 	secret    *Secret
+	// sym is the version prepared for Seal and Open, built by the first
+	// Symmetric call; the cache holds one reference to it.
+	sym *SymmetricKey
 }
 
 // NewMaterialCache returns a cache holding at most capacity entries. A
@@ -72,6 +77,51 @@ func (c *MaterialCache) Get(versionID [16]byte, load func() (*Secret, error)) (*
 	return NewSecret(loaded.Bytes()), nil
 }
 
+// Symmetric returns the symmetric key version versionID of key keyID ready
+// for Seal and Open, calling load for its material on a miss (as Get does).
+// The key is built once per cached version and shared: the caller holds one
+// reference and must Release it; an eviction meanwhile only drops the
+// cache's reference, so the key stays usable until the caller's Release.
+func (c *MaterialCache) Symmetric(keyID, versionID [16]byte, load func() (*Secret, error)) (*SymmetricKey, error) {
+	c.mu.Lock()
+	if e, ok := c.items[versionID]; ok {
+		if k := e.Value.(*cacheEntry).sym; k != nil {
+			c.ll.MoveToFront(e)
+			k.Acquire()
+			c.mu.Unlock()
+			return k, nil
+		}
+	}
+	c.mu.Unlock()
+	m, err := c.Get(versionID, load)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Zero()
+	k, err := NewSymmetricKey(m.Bytes(), keyID, versionID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[versionID]; ok {
+		ent := e.Value.(*cacheEntry)
+		if ent.sym == nil {
+			ent.sym = k // the cache keeps the reference k was built with
+			k.Acquire() // and the caller gets one
+			return k, nil
+		}
+		// Another goroutine built it meanwhile: use theirs.
+		k.Release()
+		theirs := ent.sym
+		theirs.Acquire()
+		return theirs, nil
+	}
+	// Not cached (capacity below 1, or already evicted): the caller holds
+	// the only reference.
+	return k, nil
+}
+
 // lookup returns a copy of a cached secret and marks it recently used.
 func (c *MaterialCache) lookup(versionID [16]byte) (*Secret, bool) {
 	c.mu.Lock()
@@ -106,7 +156,7 @@ func (c *MaterialCache) Purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for e := c.ll.Front(); e != nil; e = e.Next() {
-		e.Value.(*cacheEntry).secret.Zero()
+		e.Value.(*cacheEntry).drop()
 	}
 	c.ll.Init()
 	clear(c.items)
@@ -116,5 +166,15 @@ func (c *MaterialCache) Purge() {
 func (c *MaterialCache) removeElement(e *list.Element) {
 	ent := c.ll.Remove(e).(*cacheEntry)
 	delete(c.items, ent.versionID)
+	ent.drop()
+}
+
+// drop zeroes the entry's material and drops the cache's reference to its
+// symmetric key (zeroed once no caller holds it).
+func (ent *cacheEntry) drop() {
 	ent.secret.Zero()
+	if ent.sym != nil {
+		ent.sym.Release()
+		ent.sym = nil
+	}
 }

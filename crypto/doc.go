@@ -4,8 +4,9 @@
 // customer key material), the wrapping formats that protect each level under
 // the one above, the symmetric ciphertext blob returned to clients, the
 // canonical encoding of encryption contexts, AES-256-GCM under a per-message
-// derived key, data key generation, and a bounded cache of unwrapped key
-// material.
+// derived key (SymmetricKey: a key version prepared once, with its
+// derivation cipher), data key generation, and a bounded cache of unwrapped
+// key material and prepared key versions.
 //
 // The package knows nothing about key states, authorization, Raft, or HTTP:
 // callers decide whether an operation is allowed and hand in the material.
@@ -19,11 +20,13 @@
 //
 //	ciphertext blob (see Header):
 //	  offset  0  'K' 'D'            magic
-//	  offset  2  0x01               format version
+//	  offset  2  0x01 or 0x02       format version: how the message key is derived
+//	                                (1: HKDF-SHA256 of the material; 2: AES-CMAC
+//	                                under a derivation key, see SymmetricKey)
 //	  offset  3  flags              bit0 = multi-region key id; other bits must be 0
 //	  offset  4  key id             16 raw bytes
 //	  offset 20  key version id     16 raw bytes
-//	  offset 36  salt               16 random bytes (HKDF salt of the per-message key)
+//	  offset 36  salt               16 random bytes (salt of the per-message key)
 //	  offset 52  nonce              12 random bytes (AES-GCM nonce)
 //	  offset 64  ciphertext || tag  len(plaintext) + 16 bytes
 //
@@ -69,8 +72,15 @@ const (
 	labelDomainKeyWrap = "kmsd/v1/domain-key-wrap"
 	// labelMaterialWrap starts the AAD of wrapped customer key material.
 	labelMaterialWrap = "kmsd/v1/material-wrap"
-	// labelMessageKey starts the HKDF info of a per-message key.
+	// labelMessageKey starts the HKDF info of a per-message key of a
+	// format-1 blob.
 	labelMessageKey = "kmsd/v1/message-key"
+	// labelMessageDerivation starts the HKDF info of a key version's
+	// format-2 derivation key (followed by the key id and version id).
+	labelMessageDerivation = "kmsd/v2/message-derivation-key"
+	// labelMessageKeyV2 fills the first CMAC block of a format-2 message
+	// key after the counter byte: exactly 15 bytes.
+	labelMessageKeyV2 = "kmsd/v2/msg-key"
 	// labelImportKeyWrap starts the AAD of a wrapped import wrapping key
 	// (the RSA private key of GetParametersForImport).
 	labelImportKeyWrap = "kmsd/v1/import-key-wrap"

@@ -30,6 +30,14 @@ func FuzzParseBlob(f *testing.F) {
 	f.Add(good[:HeaderSize])
 	f.Add(good[:MinBlobSize-1])
 	f.Add(append([]byte("KD\x02\x00"), good[4:]...))
+	f.Add(append([]byte("KD\x03\x00"), good[4:]...))
+	// Format 1 (HKDF), still opened.
+	v1 := Header{Version: 1, KeyID: [16]byte{1, 2, 3}, VersionID: [16]byte{4, 5, 6}}
+	if b, err := Seal(&detReader{seed: "v1"}, fuzzMaterial, v1, map[string]string{"a": "b"}, []byte("format one")); err == nil {
+		f.Add(b)
+	} else {
+		f.Fatal(err)
+	}
 	f.Add(append([]byte("KD\x01\x02"), good[4:]...))
 	f.Add(append([]byte("KD\x01\xff"), good[4:]...))
 	f.Add(append([]byte("DK\x01\x00"), good[4:]...))
@@ -83,6 +91,9 @@ func FuzzEncryptionContext(f *testing.F) {
 			m[string(parts[i])] = string(parts[i+1])
 		}
 		enc := EncodeEncryptionContext(m)
+		if app := appendEncryptionContext([]byte("prefix"), m); !bytes.Equal(app[6:], enc) || string(app[:6]) != "prefix" {
+			t.Fatalf("appendEncryptionContext differs from EncodeEncryptionContext:\n %x\n %x", app, enc)
+		}
 		back, err := DecodeEncryptionContext(enc)
 		if err != nil {
 			t.Fatalf("decoding an encoding failed: %v", err)

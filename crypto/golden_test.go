@@ -33,7 +33,14 @@ func TestKnownAnswers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blob, err := Seal(&detReader{seed: "blob"}, mat, Header{MultiRegion: true, KeyID: kid, VersionID: ver},
+	blob, err := Seal(&detReader{seed: "blob"}, mat, Header{Version: 1, MultiRegion: true, KeyID: kid, VersionID: ver},
+		map[string]string{"a": "bc", "purpose": "kat"}, []byte("known answer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Format 2 (the default): the same inputs, the message key derived with
+	// AES-CMAC. Checked against Python's cryptography (HKDF, CMAC, AESGCM).
+	blob2, err := Seal(&detReader{seed: "blob"}, mat, Header{MultiRegion: true, KeyID: kid, VersionID: ver},
 		map[string]string{"a": "bc", "purpose": "kat"}, []byte("known answer"))
 	if err != nil {
 		t.Fatal(err)
@@ -43,6 +50,7 @@ func TestKnownAnswers(t *testing.T) {
 		"wrapped dk":    hex.EncodeToString(wdk),
 		"wrapped mat":   hex.EncodeToString(wmat),
 		"blob":          hex.EncodeToString(blob),
+		"blob v2":       hex.EncodeToString(blob2),
 		"root key file": func() string { f, _ := GenerateRootKeyFile(&detReader{seed: "rk"}); return string(f) }(),
 	}
 	want := map[string]string{
@@ -50,6 +58,7 @@ func TestKnownAnswers(t *testing.T) {
 		"wrapped dk":    "0147cde668907ccd4d02be3d1ddc9474491d182cca3df582c9fb4b77aecef2cd6f467713199136e94bbc5f8e786c894670b291e88d1e729186c8223fb0",
 		"wrapped mat":   "01a7be05d09714e3b14a161b4f542b42c0c17ca418a6894152ed62514e060d6d3c792f9c77d90bcf22c9b44321c364be2813e8006ffaa422b73890a089",
 		"blob":          "4b440101000102030405060708090a0b0c0d0e0ff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff666bc2d24fe8f2c086a0a07daebe5e1118e13325619391d67300db67425ba2e4852bef7afdf2c999501f580df31ab15d2d4f3aa07945e2c3",
+		"blob v2":       "4b440201000102030405060708090a0b0c0d0e0ff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff666bc2d24fe8f2c086a0a07daebe5e1118e13325619391d67300db675b5027fc98427a46bf50a4c17d67bbe88af7452db7b422a2d57d8559",
 		"root key file": "fVN3t0pYPd6S25d84wttwYEO9al7wJWU07fK5uaaW8Q=\n",
 	}
 	for k, w := range want {
@@ -65,11 +74,16 @@ func TestKnownAnswers(t *testing.T) {
 	if s, err := UnwrapKeyMaterial(dk, "dk-1", arn, ver, wmat); err != nil || !s.Equal(mat) {
 		t.Errorf("unwrap material: %v", err)
 	}
-	p, err := ParseBlob(blob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pt, err := Open(mat, p, map[string]string{"purpose": "kat", "a": "bc"}); err != nil || string(pt) != "known answer" {
-		t.Errorf("open: %v", err)
+	for _, b := range [][]byte{blob, blob2} {
+		p, err := ParseBlob(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt, err := Open(mat, p, map[string]string{"purpose": "kat", "a": "bc"}); err != nil || string(pt) != "known answer" {
+			t.Errorf("open format %d: %v", b[2], err)
+		}
+		if !bytes.Equal(p.Encode(), b) {
+			t.Errorf("format %d: parse then encode is not byte-identical", b[2])
+		}
 	}
 }

@@ -68,16 +68,16 @@ func (s *Service) seal(k *fsm.Key, ctx map[string]string, plaintext []byte) ([]b
 	if !ok {
 		return nil, v, newError(ErrInternal, "An internal error occurred.")
 	}
-	m, err := s.material(k, v)
-	if err != nil {
-		return nil, v, err
-	}
-	defer m.Zero()
 	raw, mrk, err := crypto.ParseKeyID(k.KeyID)
 	if err != nil {
 		return nil, v, newError(ErrInternal, "An internal error occurred.")
 	}
-	blob, err := crypto.Seal(s.cfg.Rand, m, crypto.Header{MultiRegion: mrk, KeyID: raw, VersionID: v.VersionID}, ctx, plaintext)
+	sk, err := s.symmetricKey(k, raw, v)
+	if err != nil {
+		return nil, v, err
+	}
+	defer sk.Release()
+	blob, err := sk.AppendSeal(nil, s.cfg.Rand, crypto.Header{Version: s.cfg.CiphertextFormat, MultiRegion: mrk}, ctx, plaintext)
 	if err != nil {
 		return nil, v, err
 	}
@@ -122,12 +122,12 @@ func (s *Service) open(reqCtx context.Context, action string, tokens []string, b
 	if !ok {
 		return nil, nil, v, newError(ErrInvalidCiphertext, "The ciphertext is invalid.")
 	}
-	m, err := s.material(k, v)
+	sk, err := s.symmetricKey(k, blob.KeyID, v)
 	if err != nil {
 		return nil, nil, v, err
 	}
-	defer m.Zero()
-	pt, err := crypto.Open(m, blob, ctx)
+	defer sk.Release()
+	pt, err := sk.Open(blob, ctx)
 	if err != nil {
 		if errors.Is(err, crypto.ErrInvalidCiphertext) {
 			return nil, nil, v, newError(ErrInvalidCiphertext, "The ciphertext is invalid.")

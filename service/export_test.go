@@ -21,3 +21,7 @@ func (s *Service) CurrentMaterialForTest(keyID string) ([]byte, error) {
 	defer m.Zero()
 	return bytes.Clone(m.Bytes()), nil
 }
+
+// PurgeKeyCacheForTest empties the cache of unwrapped key versions, so that
+// the next operation unwraps again.
+func (s *Service) PurgeKeyCacheForTest() { s.materials.Purge() }

@@ -68,7 +68,20 @@ func (s *Service) addDomainKey(ctx context.Context) error {
 // material returns a copy of the unwrapped material of one key version,
 // from the cache when it is there. The caller zeroes the copy when done.
 func (s *Service) material(k *fsm.Key, v fsm.KeyVersion) (*crypto.Secret, error) {
-	return s.materials.Get(v.VersionID, func() (*crypto.Secret, error) {
+	return s.materials.Get(v.VersionID, s.materialLoader(k, v))
+}
+
+// symmetricKey returns one version of a symmetric key ready for Seal and
+// Open, built once per cached version (the per-message key derivation's
+// cipher is cached with it). The caller Releases it when done.
+func (s *Service) symmetricKey(k *fsm.Key, rawKeyID [16]byte, v fsm.KeyVersion) (*crypto.SymmetricKey, error) {
+	return s.materials.Symmetric(rawKeyID, v.VersionID, s.materialLoader(k, v))
+}
+
+// materialLoader unwraps the material of one key version under its domain
+// key (on a cache miss).
+func (s *Service) materialLoader(k *fsm.Key, v fsm.KeyVersion) func() (*crypto.Secret, error) {
+	return func() (*crypto.Secret, error) {
 		dk, err := s.domainKey(v.DomainKeyID)
 		if err != nil {
 			return nil, err
@@ -79,7 +92,7 @@ func (s *Service) material(k *fsm.Key, v fsm.KeyVersion) (*crypto.Secret, error)
 			return nil, newError(ErrKeyUnavailable, "The key material is unavailable on this node.")
 		}
 		return m, nil
-	})
+	}
 }
 
 // domainKeyDue reports whether the current domain key is older than the

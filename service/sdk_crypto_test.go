@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmsd/kmsd/crypto"
 	"github.com/kmsd/kmsd/internal/testserver"
+	"github.com/kmsd/kmsd/service"
 )
 
 func randBytes(t testing.TB, n int) []byte {
@@ -596,4 +597,39 @@ func mkKeyID(t testing.TB, srv *testserver.Server) string {
 	t.Helper()
 	id, _ := mkKey(t, srv.Client)
 	return id
+}
+
+// The ciphertext format is a node setting: format 2 by default, format 1
+// when configured (a rolling upgrade), and a node opens both, including
+// after its key cache was emptied.
+func TestSDKCiphertextFormats(t *testing.T) {
+	ctx := context.Background()
+	for _, format := range []byte{0, 1, 2} {
+		srv := testserver.StartWith(t, func(c *service.Config) { c.CiphertextFormat = format })
+		key := mkKeyID(t, srv)
+		want := format
+		if want == 0 {
+			want = 2
+		}
+		enc, err := srv.Client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key), Plaintext: []byte("format test"),
+			EncryptionContext: map[string]string{"f": "x"}})
+		require.NoError(t, err)
+		require.Equal(t, want, enc.CiphertextBlob[2], "format byte of the blob")
+		dk, err := srv.Client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(key), KeySpec: types.DataKeySpecAes256})
+		require.NoError(t, err)
+		require.Equal(t, want, dk.CiphertextBlob[2])
+		srv.Service.PurgeKeyCacheForTest()
+		dec, err := srv.Client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: map[string]string{"f": "x"}})
+		require.NoError(t, err)
+		require.Equal(t, "format test", string(dec.Plaintext))
+		dec, err = srv.Client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: dk.CiphertextBlob})
+		require.NoError(t, err)
+		require.Equal(t, dk.Plaintext, dec.Plaintext)
+		// The format byte is authenticated: the other format's reading fails.
+		bad := bytes.Clone(enc.CiphertextBlob)
+		bad[2] = 3 - want
+		_, err = srv.Client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: bad, EncryptionContext: map[string]string{"f": "x"}})
+		var ice *types.InvalidCiphertextException
+		require.ErrorAs(t, err, &ice)
+	}
 }

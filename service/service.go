@@ -51,6 +51,12 @@ type Config struct {
 	DomainKeyRotation time.Duration
 	// MaterialCacheSize bounds the unwrapped key versions kept in memory.
 	MaterialCacheSize int
+	// CiphertextFormat is the ciphertext blob format Encrypt, ReEncrypt and
+	// GenerateDataKey write: 0 (the default) for crypto.BlobVersion, or 1
+	// for the format kmsd wrote before the cached AES-CMAC derivation, which
+	// nodes not yet upgraded can open (for a rolling upgrade). Both formats
+	// are always opened.
+	CiphertextFormat byte
 	// OnKeyUse, if set, is called once for each authorized request action
 	// on a key (usage metering), with the resolved key id and the KMS
 	// action name (Encrypt, ReEncryptFrom, DescribeKey, ...). It counts the
@@ -88,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaterialCacheSize <= 0 {
 		c.MaterialCacheSize = 10000
+	}
+	if c.CiphertextFormat > crypto.BlobVersion {
+		return fmt.Errorf("service: ciphertext format %d: this kmsd writes formats 1 to %d", c.CiphertextFormat, crypto.BlobVersion)
 	}
 	return nil
 }

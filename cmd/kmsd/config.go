@@ -11,6 +11,7 @@ import (
 
 	"github.com/kmsd/kmsd/audit"
 	"github.com/kmsd/kmsd/cluster"
+	"github.com/kmsd/kmsd/crypto"
 )
 
 // Config is everything kmsd is started with.
@@ -47,6 +48,10 @@ type Config struct {
 	LogFormat                string
 	MaintenanceTick          time.Duration
 	RequireAESNI             bool
+	// CiphertextFormat is the blob format written (see
+	// service.Config.CiphertextFormat); 1 during a rolling upgrade from a
+	// kmsd that reads only format 1.
+	CiphertextFormat int
 	// Request quotas (see api.QuotaLimiter): Quota is "off" or "aws";
 	// QuotaFile (JSON) adjusts the AWS defaults per group and principal.
 	Quota     string
@@ -97,6 +102,7 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", cluster.DefaultSnapshotInterval, "how often Raft checks -raft-snapshot-threshold (randomised up to 2x)")
 	fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", cluster.DefaultTrailingLogs, "log entries kept after a snapshot (a follower further behind catches up by snapshot install)")
 	fs.BoolVar(&c.RequireAESNI, "require-aesni", false, "refuse to start on a CPU without AES-NI (software AES is constant-time but slow)")
+	fs.IntVar(&c.CiphertextFormat, "ciphertext-format", int(crypto.BlobVersion), "ciphertext blob format to write: 2, or 1 while a rolling upgrade from a kmsd that reads only format 1 is under way (both are always read)")
 	fs.DurationVar(&c.MaintenanceTick, "maintenance-interval", time.Second, "how often the leader checks for due deletions and domain key rotation")
 	fs.StringVar(&c.Quota, "quota", "", "per-principal request quotas, answered with ThrottlingException: off, or aws (AWS KMS's default request quotas: cryptographic operations 5500/s, CreateKey 5/s, ...) (default: off, aws with -quota-file)")
 	fs.StringVar(&c.QuotaFile, "quota-file", "", `request quotas (JSON) laid over the aws defaults: {"default": {"Cryptographic": 50000, "CreateKey": 5}, "principals": {"<IAM ARN or access key id>": {"CreateKey": 50}}}; a rate <= 0 is unlimited`)
@@ -127,6 +133,9 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 }
 
 func (c *Config) validate() error {
+	if c.CiphertextFormat < 1 || c.CiphertextFormat > int(crypto.BlobVersion) {
+		return fmt.Errorf("-ciphertext-format %d: want 1 to %d", c.CiphertextFormat, crypto.BlobVersion)
+	}
 	if c.AuditDigestEvery <= 0 {
 		return errors.New("-audit-digest-every must be positive")
 	}

@@ -29,6 +29,7 @@ func TestParseConfig(t *testing.T) {
 				require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
 				require.Equal(t, time.Second, c.MaintenanceTick)
 				require.False(t, c.RequireAESNI)
+				require.Equal(t, 2, c.CiphertextFormat)
 			},
 		},
 		{
@@ -162,6 +163,13 @@ func TestParseConfig(t *testing.T) {
 			args:  []string{"-node-id", "n1", "-data-dir", "d1", "-root-key-file", "rk", "-bootstrap-expect", "1", "-insecure-no-auth", "-insecure-plain-http"},
 			check: func(t *testing.T, c *Config) { require.True(t, c.InsecurePlainHTTP) },
 		},
+		{
+			name:  "ciphertext format 1",
+			args:  []string{"-dev", "-ciphertext-format", "1"},
+			check: func(t *testing.T, c *Config) { require.Equal(t, 1, c.CiphertextFormat) },
+		},
+		{name: "ciphertext format 0", args: []string{"-dev", "-ciphertext-format", "0"}, wantErr: "-ciphertext-format 0: want 1 to 2"},
+		{name: "ciphertext format 3", args: []string{"-dev"}, env: map[string]string{"KMSD_CIPHERTEXT_FORMAT": "3"}, wantErr: "-ciphertext-format 3"},
 		{name: "tls-cert without tls-key", args: []string{"-dev", "-tls-cert", "c.pem"}, wantErr: "-tls-cert and -tls-key go together"},
 		{name: "tls-key without tls-cert", args: []string{"-dev", "-tls-key", "k.pem"}, wantErr: "-tls-cert and -tls-key go together"},
 		{name: "cluster CA needs a node certificate", args: []string{"-dev", "-cluster-tls-ca", "ca.pem"}, wantErr: "-cluster-tls-ca needs -tls-cert"},

@@ -246,6 +246,8 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RootKey:   rootKey,
 		Logger:    log.With("component", "service"),
 		OnKeyUse:  mets.ObserveKeyRequest,
+
+		CiphertextFormat: byte(cfg.CiphertextFormat),
 	})
 	if err != nil {
 		return err
