@@ -104,6 +104,7 @@ fuzz:
 	$(GO) test ./crypto -run '^$$' -fuzz '^FuzzParseSecp256k1PKCS8$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParseCredentials$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzBatchFastDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzAuditItemJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./audit -run '^$$' -fuzz '^FuzzFastPaths$$' -fuzztime $(FUZZTIME)
 
 clean:

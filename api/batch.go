@@ -131,7 +131,7 @@ type rawJSON []byte
 // response (no secrets).
 func newBatchOp[In, Out any](itemOp string,
 	fn func(context.Context, *In, service.BatchOptions) (*service.BatchOutput[Out], error),
-	count func(*In) int, auditItem func(in *In, i int) any, auditOut func(*Out) any) batchOp {
+	count func(*In) int, auditItem func(in *In, i int) auditRequestItem, auditOut func(*Out) auditResponseItem) batchOp {
 	return batchOp{
 		inType: new(In),
 		serve: func(ctx context.Context, h *Handler, req batchRequest) (*batchAnswer, error) {
@@ -221,22 +221,22 @@ func batchOps(k BatchKMS) map[string]batchOp {
 	return map[string]batchOp{
 		"BatchEncrypt": newBatchOp("Encrypt", k.BatchEncrypt,
 			func(in *service.BatchEncryptInput) int { return len(in.Items) },
-			func(in *service.BatchEncryptInput, i int) any {
+			func(in *service.BatchEncryptInput, i int) auditRequestItem {
 				it := &in.Items[i]
 				return auditRequestItem{KeyId: it.KeyId, EncryptionContext: it.EncryptionContext,
 					EncryptionAlgorithm: it.EncryptionAlgorithm, DryRun: in.DryRun}
 			},
-			func(o *service.EncryptOutput) any {
+			func(o *service.EncryptOutput) auditResponseItem {
 				return auditResponseItem{KeyId: o.KeyId, EncryptionAlgorithm: o.EncryptionAlgorithm}
 			}),
 		"BatchDecrypt": newBatchOp("Decrypt", k.BatchDecrypt,
 			func(in *service.BatchDecryptInput) int { return len(in.Items) },
-			func(in *service.BatchDecryptInput, i int) any {
+			func(in *service.BatchDecryptInput, i int) auditRequestItem {
 				it := &in.Items[i]
 				return auditRequestItem{KeyId: it.KeyId, EncryptionContext: it.EncryptionContext,
 					EncryptionAlgorithm: it.EncryptionAlgorithm, DryRun: in.DryRun}
 			},
-			func(o *service.DecryptOutput) any {
+			func(o *service.DecryptOutput) auditResponseItem {
 				return auditResponseItem{KeyId: o.KeyId, EncryptionAlgorithm: o.EncryptionAlgorithm, KeyMaterialId: o.KeyMaterialId}
 			}),
 		"BatchGenerateDataKey": newBatchOp("GenerateDataKey", k.BatchGenerateDataKey,
@@ -248,13 +248,13 @@ func batchOps(k BatchKMS) map[string]batchOp {
 
 func countDataKeyItems(in *service.BatchGenerateDataKeyInput) int { return len(in.Items) }
 
-func auditDataKeyItem(in *service.BatchGenerateDataKeyInput, i int) any {
+func auditDataKeyItem(in *service.BatchGenerateDataKeyInput, i int) auditRequestItem {
 	it := &in.Items[i]
 	return auditRequestItem{KeyId: it.KeyId, EncryptionContext: it.EncryptionContext,
 		NumberOfBytes: it.NumberOfBytes, KeySpec: it.KeySpec, DryRun: in.DryRun}
 }
 
-func auditDataKeyOut(o *service.GenerateDataKeyOutput) any {
+func auditDataKeyOut(o *service.GenerateDataKeyOutput) auditResponseItem {
 	return auditResponseItem{KeyId: o.KeyId, KeyMaterialId: o.KeyMaterialId}
 }
 
@@ -279,18 +279,19 @@ type auditResponseItem struct {
 }
 
 // itemAuditEvent is the audit event of one item.
-func itemAuditEvent[Out any](req batchRequest, requestID string, auditReq any, out *Out, auditOut func(*Out) any, we *wireError) AuditEvent {
+func itemAuditEvent[Out any](req batchRequest, requestID string, auditReq auditRequestItem, out *Out, auditOut func(*Out) auditResponseItem, we *wireError) AuditEvent {
 	ev := AuditEvent{Operation: req.op, Info: req.info, Time: req.start}
 	if requestID != "" {
 		ev.Info.RequestID = requestID
 	}
-	ev.Request, _ = json.Marshal(auditReq) // plain structs of strings: cannot fail
+	ev.Request = auditReq.appendJSON(make([]byte, 0, auditReq.sizeHint()))
 	if we != nil {
 		ev.ErrorCode, ev.ErrorMessage = we.name, we.message
 		return ev
 	}
 	if out != nil {
-		ev.Response, _ = json.Marshal(auditOut(out))
+		o := auditOut(out)
+		ev.Response = o.appendJSON(make([]byte, 0, o.sizeHint()))
 	}
 	return ev
 }
@@ -317,7 +318,7 @@ type batchItemError struct {
 // would answer. It returns the wire error too (nil on success).
 func (h *Handler) encodeBatchItem(ctx context.Context, op, requestID string, i int, out any, err error) ([]byte, *wireError) {
 	if err == nil {
-		if b, ok := appendBatchOutput(nil, out); ok {
+		if b, ok := appendBatchOutput(make([]byte, 0, batchOutputSize(out)), out); ok {
 			return b, nil
 		}
 		b, mErr := json.Marshal(out)

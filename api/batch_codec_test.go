@@ -154,3 +154,75 @@ func TestAppendBatchOutputMatchesJSON(t *testing.T) {
 	}
 	t.Logf("%d outputs compared", n)
 }
+
+// checkAuditItemJSON requires the audit request/response encoders to match
+// json.Marshal byte for byte.
+func checkAuditItemJSON(t testing.TB, req auditRequestItem, resp auditResponseItem) {
+	t.Helper()
+	want, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req.appendJSON([]byte("p")); string(got) != "p"+string(want) {
+		t.Fatalf("request %+v:\n got %s\nwant %s", req, got[1:], want)
+	}
+	want, err = json.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.appendJSON([]byte("p")); string(got) != "p"+string(want) {
+		t.Fatalf("response %+v:\n got %s\nwant %s", resp, got[1:], want)
+	}
+}
+
+func TestAuditItemJSONMatchesJSON(t *testing.T) {
+	strs := []string{"", "1234abcd-12ab-34cd-56ef-1234567890ab", "alias/x", "a\"b\\c", "<&>", "é\u2028", "\x00\x1f\x7f", "\xff"}
+	nums := []int32{0, 1, -1, 1024, 2147483647, -2147483648}
+	bools := []bool{false, true}
+	ctxs := []map[string]string{nil, {}, {"a": "b"}, {"z": "1", "a": "2", "m": "3", "\xff": "x", "<": ">"},
+		{"k1": "", "k2": "v", "k3": "v", "k4": "v", "k5": "v", "k6": "v", "k7": "v", "k8": "v", "k9": "v", "k10": "v"}}
+	n := 0
+	for i, s := range strs {
+		for j, c := range ctxs {
+			req := auditRequestItem{EncryptionContext: c}
+			if i%2 == 0 {
+				req.KeyId, req.EncryptionAlgorithm = &s, &strs[(i+j)%len(strs)]
+			}
+			if j%2 == 0 {
+				req.NumberOfBytes, req.KeySpec = &nums[(i+j)%len(nums)], &s
+			}
+			if (i+j)%3 != 0 {
+				req.DryRun = &bools[(i+j)%2]
+			}
+			checkAuditItemJSON(t, req, auditResponseItem{KeyId: s, EncryptionAlgorithm: strs[(i+j)%len(strs)], KeyMaterialId: strs[j%len(strs)]})
+			n++
+		}
+	}
+	checkAuditItemJSON(t, auditRequestItem{}, auditResponseItem{})
+	// The size hints cover the usual items (one allocation each).
+	kid, spec := "1234abcd-12ab-34cd-56ef-1234567890ab", "AES_256"
+	req := auditRequestItem{KeyId: &kid, KeySpec: &spec, EncryptionContext: map[string]string{"tenant": "42", "purpose": "batch"}}
+	if b := req.appendJSON(make([]byte, 0, req.sizeHint())); len(b) > req.sizeHint() {
+		t.Errorf("request size hint %d < %d", req.sizeHint(), len(b))
+	}
+	resp := auditResponseItem{KeyId: "arn:aws:kms:us-east-1:111122223333:key/" + kid, KeyMaterialId: strings.Repeat("ab", 32)}
+	if b := resp.appendJSON(make([]byte, 0, resp.sizeHint())); len(b) > resp.sizeHint() {
+		t.Errorf("response size hint %d < %d", resp.sizeHint(), len(b))
+	}
+	out := &service.GenerateDataKeyOutput{CiphertextBlob: make([]byte, 124), Plaintext: make([]byte, 32), KeyId: resp.KeyId, KeyMaterialId: resp.KeyMaterialId}
+	if b, _ := appendBatchOutput(nil, out); len(b) > batchOutputSize(out) {
+		t.Errorf("output size %d > hint %d", len(b), batchOutputSize(out))
+	}
+	t.Logf("%d items compared", n)
+}
+
+func FuzzAuditItemJSON(f *testing.F) {
+	f.Add("k", "SYMMETRIC_DEFAULT", "a", "b", int32(32), true, "arn", "id")
+	f.Add("\xff<", "", "\x00", "é", int32(-1), false, "", "\u2028")
+	f.Fuzz(func(t *testing.T, kid, alg, ck, cv string, nb int32, dry bool, arn, mid string) {
+		req := auditRequestItem{KeyId: &kid, EncryptionContext: map[string]string{ck: cv, cv: ck}, EncryptionAlgorithm: &alg,
+			NumberOfBytes: &nb, KeySpec: &alg, DryRun: &dry}
+		checkAuditItemJSON(t, req, auditResponseItem{KeyId: arn, EncryptionAlgorithm: alg, KeyMaterialId: mid})
+		checkAuditItemJSON(t, auditRequestItem{EncryptionContext: map[string]string{kid: mid}}, auditResponseItem{KeyMaterialId: kid})
+	})
+}

@@ -577,7 +577,7 @@ func (s *Service) generateDataKeyPair(ctx context.Context, tokens []string, keyR
 		PublicKey:                pub,
 		KeyId:                    k.ARN,
 		KeyPairSpec:              spec,
-		KeyMaterialId:            keyMaterialID(v),
+		KeyMaterialId:            s.materialIDs.get(v),
 	}
 	if withPlaintext {
 		out.PrivateKeyPlaintext = bytes.Clone(priv.Bytes())

@@ -189,14 +189,13 @@ func runBatchOp[In, Out any](ctx context.Context, s *Service, n int, opts BatchO
 	base, hasInfo := RequestInfoFrom(ctx)
 	parallelFor(n, func(i int) {
 		r := &out.Results[i]
-		itemCtx := ctx
+		var itemCtx *batchItemContext
 		if hasInfo {
-			ri := base
-			ri.RequestID = base.RequestID + "#" + strconv.Itoa(i)
-			r.RequestID = ri.RequestID
-			itemCtx = WithRequestInfo(ctx, ri)
+			itemCtx = &batchItemContext{Context: ctx, info: base}
+			itemCtx.info.RequestID = base.RequestID + "#" + strconv.Itoa(i)
+			r.RequestID = itemCtx.info.RequestID
 		}
-		r.Output, r.Err = runBatchItem(itemCtx, s, r.RequestID, i, opts, item, hasKeyID, op)
+		r.Output, r.Err = runBatchItem(ctx, itemCtx, s, r.RequestID, i, opts, item, hasKeyID, op)
 		if opts.Done != nil {
 			batchDone(s, opts.Done, i, r)
 		}
@@ -223,7 +222,10 @@ func batchDone[T any](s *Service, done func(int, string, any, error), i int, r *
 
 // runBatchItem runs one item; a panic becomes the item's internal error
 // (the stack is logged), as a panic in a single request does.
-func runBatchItem[In, Out any](ctx context.Context, s *Service, requestID string, i int, opts BatchOptions,
+//
+// itemCtx, when the batch carries a RequestInfo, holds the item's; the
+// item's input is attached to it (or to a new context of ctx without one).
+func runBatchItem[In, Out any](ctx context.Context, itemCtx *batchItemContext, s *Service, requestID string, i int, opts BatchOptions,
 	item func(i int) *In, hasKeyID func(*In) bool, op func(context.Context, *In) (*Out, error)) (out *Out, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -248,7 +250,11 @@ func runBatchItem[In, Out any](ctx context.Context, s *Service, requestID string
 	// The item's own input supplies the condition keys AWS takes from
 	// request parameters (kms:EncryptionAlgorithm, ...), as the api layer
 	// attaches a single request's input.
-	return op(WithRequestInput(ctx, in), in)
+	if itemCtx == nil {
+		return op(WithRequestInput(ctx, in), in)
+	}
+	itemCtx.in = in
+	return op(itemCtx, in)
 }
 
 // parallelFor calls fn(i) for every i in [0, n) on min(n,

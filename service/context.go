@@ -41,8 +41,13 @@ func WithRequestInfo(ctx context.Context, ri RequestInfo) context.Context {
 
 // RequestInfoFrom returns the request information attached to ctx.
 func RequestInfoFrom(ctx context.Context) (RequestInfo, bool) {
-	ri, ok := ctx.Value(requestInfoKey{}).(RequestInfo)
-	return ri, ok
+	switch ri := ctx.Value(requestInfoKey{}).(type) {
+	case RequestInfo:
+		return ri, true
+	case *RequestInfo: // a batch item's (batchItemContext)
+		return *ri, true
+	}
+	return RequestInfo{}, false
 }
 
 type requestInputKey struct{}
@@ -58,4 +63,23 @@ func WithRequestInput(ctx context.Context, in any) context.Context {
 // requestInputFrom returns the input attached by WithRequestInput, or nil.
 func requestInputFrom(ctx context.Context) any {
 	return ctx.Value(requestInputKey{})
+}
+
+// batchItemContext is a batch item's context: the batch's, with the item's
+// own RequestInfo and input, in one allocation where WithRequestInfo and
+// WithRequestInput would take four (two contexts, two boxed values).
+type batchItemContext struct {
+	context.Context
+	info RequestInfo
+	in   any
+}
+
+func (c *batchItemContext) Value(key any) any {
+	switch key.(type) {
+	case requestInfoKey:
+		return &c.info
+	case requestInputKey:
+		return c.in
+	}
+	return c.Context.Value(key)
 }

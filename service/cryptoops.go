@@ -175,7 +175,7 @@ func (s *Service) Decrypt(ctx context.Context, in *DecryptInput) (*DecryptOutput
 	if err := dryRun(in.DryRun); err != nil {
 		return nil, err
 	}
-	return &DecryptOutput{KeyId: k.ARN, Plaintext: pt, EncryptionAlgorithm: specSymmetricDefault, KeyMaterialId: keyMaterialID(v)}, nil
+	return &DecryptOutput{KeyId: k.ARN, Plaintext: pt, EncryptionAlgorithm: specSymmetricDefault, KeyMaterialId: s.materialIDs.get(v)}, nil
 }
 
 // ReEncrypt decrypts a ciphertext and encrypts the plaintext under another
@@ -206,8 +206,8 @@ func (s *Service) ReEncrypt(ctx context.Context, in *ReEncryptInput) (*ReEncrypt
 		KeyId:                          dst.ARN,
 		SourceEncryptionAlgorithm:      specSymmetricDefault,
 		DestinationEncryptionAlgorithm: specSymmetricDefault,
-		SourceKeyMaterialId:            keyMaterialID(sv),
-		DestinationKeyMaterialId:       keyMaterialID(dv),
+		SourceKeyMaterialId:            s.materialIDs.get(sv),
+		DestinationKeyMaterialId:       s.materialIDs.get(dv),
 	}, nil
 }
 
@@ -252,7 +252,7 @@ func (s *Service) generateDataKey(ctx context.Context, in *GenerateDataKeyInput,
 	if err != nil {
 		return nil, err
 	}
-	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: k.ARN, KeyMaterialId: keyMaterialID(v)}
+	out := &GenerateDataKeyOutput{CiphertextBlob: blob, KeyId: k.ARN, KeyMaterialId: s.materialIDs.get(v)}
 	if withPlaintext {
 		out.Plaintext = pt
 	} else {

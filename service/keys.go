@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kmsd/kmsd/crypto"
@@ -216,6 +217,36 @@ func checkTags(tags []Tag) (map[string]string, error) {
 func keyMaterialID(v fsm.KeyVersion) string {
 	sum := sha256.Sum256(append([]byte("kmsd key material id\x00"), v.VersionID[:]...))
 	return hex.EncodeToString(sum[:])
+}
+
+// maxMaterialIDs bounds materialIDCache; it is emptied when full, which
+// only costs recomputing ids.
+const maxMaterialIDs = 1 << 16
+
+// materialIDCache remembers keyMaterialID per version id for the crypto
+// operations, which answer it on every call (a hash and a 64-byte string
+// each time otherwise).
+type materialIDCache struct {
+	mu  sync.RWMutex
+	ids map[[16]byte]string
+}
+
+// get returns keyMaterialID(v), cached.
+func (c *materialIDCache) get(v fsm.KeyVersion) string {
+	c.mu.RLock()
+	id, ok := c.ids[v.VersionID]
+	c.mu.RUnlock()
+	if ok {
+		return id
+	}
+	id = keyMaterialID(v)
+	c.mu.Lock()
+	if c.ids == nil || len(c.ids) >= maxMaterialIDs {
+		c.ids = make(map[[16]byte]string)
+	}
+	c.ids[v.VersionID] = id
+	c.mu.Unlock()
+	return id
 }
 
 // metadata renders a key as AWS's KeyMetadata.

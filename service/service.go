@@ -108,7 +108,8 @@ type Service struct {
 	proposer Proposer
 	log      *slog.Logger
 
-	materials *crypto.MaterialCache
+	materials   *crypto.MaterialCache
+	materialIDs materialIDCache
 
 	dkMu       sync.Mutex
 	domainKeys map[string]*crypto.Secret // unwrapped domain keys by id
