@@ -113,6 +113,9 @@ type fastParser struct {
 	i int
 	// blobBytes counts the base64 that blob left for decodeBlobs.
 	blobBytes int
+	// recent are the last strings optStr decoded, shared by equal values.
+	recent     [4]*string
+	nextRecent int
 }
 
 func (p *fastParser) ws() {
@@ -164,36 +167,57 @@ func (p *fastParser) rawString() ([]byte, bool) {
 // str reads a string member value that encoding/json would store as is:
 // no escapes, no control characters, valid UTF-8.
 func (p *fastParser) str() (string, bool) {
+	s, ok := p.plainString()
+	return string(s), ok
+}
+
+// plainString reads a string that needs no unescaping and is valid UTF-8
+// and returns its bytes (aliasing the body).
+func (p *fastParser) plainString() ([]byte, bool) {
 	s, ok := p.rawString()
 	if !ok {
-		return "", false
+		return nil, false
 	}
 	ascii := true
 	for _, c := range s {
 		if c < 0x20 || c == '\\' {
-			return "", false
+			return nil, false
 		}
 		if c >= 0x80 {
 			ascii = false
 		}
 	}
 	if !ascii && !utf8.Valid(s) {
-		return "", false
+		return nil, false
 	}
-	return string(s), true
+	return s, true
 }
 
-// optStr reads null or a string, for a *string member.
+// optStr reads null or a string, for a *string member. Items of a batch
+// mostly repeat the same few values (one key id, one key spec): a value
+// equal to a recent one shares its *string, saving the two allocations per
+// member (the operations only read their inputs).
 func (p *fastParser) optStr(dst **string) bool {
 	if p.word("null") {
 		*dst = nil
 		return true
 	}
-	s, ok := p.str()
-	if ok {
-		*dst = &s
+	raw, ok := p.plainString()
+	if !ok {
+		return false
 	}
-	return ok
+	for _, r := range p.recent {
+		if r != nil && *r == string(raw) {
+			*dst = r
+			return true
+		}
+	}
+	s := string(raw)
+	ptr := &s
+	p.recent[p.nextRecent%len(p.recent)] = ptr
+	p.nextRecent++
+	*dst = ptr
+	return true
 }
 
 // blob reads null or a base64 string, for a []byte member. It leaves the

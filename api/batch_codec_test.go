@@ -19,6 +19,8 @@ var batchBodies = []string{
 	`{}`, `{"Items":null}`, `{"Items":[]}`, `{"Items":[{}]}`, `{"Items":[null]}`, `{"GrantTokens":[]}`, `{"DryRun":null}`,
 	`{"Items":[{"KeyId":null,"Plaintext":null,"CiphertextBlob":null,"KeySpec":null,"NumberOfBytes":null}]}`,
 	`{"Items":[{"Plaintext":""}]}`, `{"Items":[{"CiphertextBlob":""}]}`,
+	// Repeated and alternating values (optStr shares recent equal strings).
+	`{"Items":[{"KeyId":"a","KeySpec":"AES_256"},{"KeyId":"b","KeySpec":"AES_256"},{"KeyId":"a","KeySpec":"AES_128"},{"KeyId":"c"},{"KeyId":"d"},{"KeyId":"e"},{"KeyId":"f"},{"KeyId":"a"},{"KeyId":"AES_256"},{"KeyId":"b","KeySpec":"b"},{"KeyId":null},{"KeyId":""},{"KeyId":""}]}`,
 	// Escapes, Unicode, invalid UTF-8, control characters.
 	`{"Items":[{"KeyId":"a\"b"}]}`, `{"Items":[{"KeyId":"a\\b"}]}`, `{"Items":[{"KeyId":"\u0041"}]}`,
 	`{"Items":[{"KeyId":"é日本"}]}`, "{\"Items\":[{\"KeyId\":\"\xff\xfe\"}]}", "{\"Items\":[{\"KeyId\":\"a\tb\"}]}",
