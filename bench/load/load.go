@@ -1,5 +1,6 @@
 // Package load is kmsd's load generator: it drives a set of kmsd (or any
-// AWS KMS compatible) endpoints with the AWS SDK for Go v2 under a weighted
+// AWS KMS compatible) endpoints with the AWS SDK for Go v2, or with
+// hand-built SigV4-signed requests (Config.Client "raw"), under a weighted
 // operation mix and a fixed concurrency, and measures throughput, latency
 // percentiles, errors by type, and the CPU the servers (from each node's
 // /metrics process_cpu_seconds_total) and the client itself spent per
@@ -50,6 +51,10 @@ type Config struct {
 	// BatchSize is the number of items per request of the batch ops
 	// (BatchGenerateDataKey, ...); default and at most kmsdclient.MaxItems.
 	BatchSize int
+	// Client is how requests are sent: ClientSDK (default) or ClientRaw.
+	// Setup (CreateKey, DescribeKey, the setup ciphertexts) always uses
+	// the SDK.
+	Client string
 }
 
 // Latency is a latency summary in milliseconds.
@@ -141,6 +146,7 @@ type Second struct {
 // Result is a finished run.
 type Result struct {
 	Endpoints       []string             `json:"endpoints"`
+	Client          string               `json:"client"` // ClientSDK or ClientRaw
 	Mix             string               `json:"mix"`
 	Concurrency     int                  `json:"concurrency"`
 	Warmup          string               `json:"warmup"`
@@ -336,6 +342,10 @@ type target struct {
 	url    string
 	client *kms.Client
 	batch  *kmsdclient.Client
+	// Raw mode: the URL requests are posted to, and the HTTP client the
+	// SDK clients share.
+	rawURL string
+	hc     kmsdclient.HTTPClient
 }
 
 func (c *Config) defaults() error {
@@ -379,6 +389,13 @@ func (c *Config) defaults() error {
 	if c.BatchSize > kmsdclient.MaxItems {
 		return fmt.Errorf("batch size %d: kmsd takes at most %d items per request", c.BatchSize, kmsdclient.MaxItems)
 	}
+	switch c.Client {
+	case "":
+		c.Client = ClientSDK
+	case ClientSDK, ClientRaw:
+	default:
+		return fmt.Errorf("client %q: want %s or %s", c.Client, ClientSDK, ClientRaw)
+	}
 	return nil
 }
 
@@ -406,7 +423,7 @@ func newTargets(cfg *Config) ([]target, error) {
 		if err != nil {
 			return nil, err
 		}
-		ts = append(ts, target{url: ep, batch: bc, client: kms.New(kms.Options{
+		ts = append(ts, target{url: ep, rawURL: ep + "/", hc: hc, batch: bc, client: kms.New(kms.Options{
 			Region:       cfg.Region,
 			BaseEndpoint: aws.String(ep),
 			Credentials:  creds,
@@ -620,6 +637,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	var raw *rawWorkload
+	if cfg.Client == ClientRaw {
+		raw = newRawWorkload(&cfg, wl)
+	}
 	rec := newRecorder(cfg.Endpoints, cfg.Mix)
 	metricsClient := &http.Client{Timeout: 5 * time.Second}
 
@@ -634,13 +655,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), uint64(i)))
 			ep := i % len(ts)
 			tg := &ts[ep]
+			do := wl.do
+			if raw != nil {
+				rw := &rawWorker{wl: raw}
+				do = func(ctx context.Context, t *target, op string, r *mrand.Rand) (outcome, error) {
+					return rw.do(ctx, t, op, r)
+				}
+			}
 			for !stop.Load() {
 				op := pk.pick(r)
 				// Not derived from ctx: an interrupt lets requests in
 				// flight finish rather than counting them as errors.
 				rctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 				t0 := time.Now()
-				out, err := wl.do(rctx, tg, op, r)
+				out, err := do(rctx, tg, op, r)
 				d := time.Since(t0)
 				cancel()
 				rec.record(op, ep, d, err, out)
@@ -649,7 +677,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	res := &Result{
-		Endpoints: cfg.Endpoints, Mix: cfg.Mix.String(), Concurrency: cfg.Concurrency,
+		Endpoints: cfg.Endpoints, Client: cfg.Client, Mix: cfg.Mix.String(), Concurrency: cfg.Concurrency,
 		Warmup: cfg.Warmup.String(), Duration: cfg.Duration.String(),
 		KeyID: wl.keyID, KeyCreated: created, Start: start,
 	}

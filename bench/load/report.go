@@ -9,7 +9,7 @@ import (
 
 // WriteReport prints r as text tables.
 func WriteReport(w io.Writer, r *Result) {
-	fmt.Fprintf(w, "kmsd load: mix %s, concurrency %d, warm-up %s, measured %.2fs", r.Mix, r.Concurrency, r.Warmup, r.MeasuredSeconds)
+	fmt.Fprintf(w, "kmsd load: client %s, mix %s, concurrency %d, warm-up %s, measured %.2fs", r.Client, r.Mix, r.Concurrency, r.Warmup, r.MeasuredSeconds)
 	if r.Interrupted {
 		fmt.Fprint(w, " (interrupted)")
 	}
