@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -321,20 +322,48 @@ func appendCompact(dst, v []byte) []byte {
 // takes the reference path).
 var resourceFields = [...]string{"KeyId", "KeyArn", "TargetKeyId", "SourceKeyId", "DestinationKeyId", "KeyMetadata"}
 
+// Member classes for filterMembers: one map lookup tells what the three
+// sets of record.go say about a name.
+const (
+	classScalar = 1 << iota
+	classVerbatim
+	classRecurse
+)
+
+var memberClass = func() map[string]uint8 {
+	m := make(map[string]uint8, len(keepScalar)+len(keepVerbatim)+len(recurse))
+	for n := range keepScalar {
+		m[n] |= classScalar
+	}
+	for n := range keepVerbatim {
+		m[n] |= classVerbatim
+	}
+	for n := range recurse {
+		m[n] |= classRecurse
+	}
+	return m
+}()
+
 // filterMembers is Filter on a parsed object. ok is false if the reference
 // path must decide: a member to recurse into, a duplicate member that
 // matters, or a kept value that encoding/json would write differently.
 func filterMembers(ms []member) (out []byte, ok bool) {
+	return filterMembersTo(nil, ms)
+}
+
+// filterMembersTo is filterMembers writing into dst's space: out is
+// dst[:0] with the filtered object, or nil (JSON null) if nothing is kept.
+func filterMembersTo(dst []byte, ms []member) (out []byte, ok bool) {
 	var keptBuf [16]int
 	kept := keptBuf[:0]
 	size := 2
 	for i, m := range ms {
 		name := string(m.key) // no allocation: used as a map index only
-		verbatim, scalar := keepVerbatim[name], keepScalar[name]
-		if !verbatim && !scalar && !recurse[name] {
+		class := memberClass[name]
+		if class == 0 {
 			continue
 		}
-		if recurse[name] {
+		if class&classRecurse != 0 {
 			return nil, false
 		}
 		for _, j := range kept {
@@ -342,7 +371,7 @@ func filterMembers(ms []member) (out []byte, ok bool) {
 				return nil, false // the last one wins in a map: let the reference path say
 			}
 		}
-		if scalar && (m.val[0] == '{' || m.val[0] == '[' && m.flags&flagNested != 0) {
+		if class&classScalar != 0 && (m.val[0] == '{' || m.val[0] == '[' && m.flags&flagNested != 0) {
 			// Not a scalar or list of scalars: dropped, but a duplicate of
 			// this name must still be noticed.
 			for _, o := range ms[i+1:] {
@@ -368,7 +397,10 @@ func filterMembers(ms []member) (out []byte, ok bool) {
 			kept[b], kept[b-1] = kept[b-1], kept[b]
 		}
 	}
-	out = make([]byte, 0, size)
+	out = dst[:0]
+	if cap(out) < size {
+		out = make([]byte, 0, size)
+	}
 	out = append(out, '{')
 	for n, i := range kept {
 		m := ms[i]
@@ -469,6 +501,44 @@ func (s *resourceSet) add(id string) {
 	s.out = append(s.out, Resource{ARN: arn, Type: "AWS::KMS::Key", AccountID: arnAccount(arn, s.account)})
 }
 
+// addBytes is add(string(id)) that allocates only for a resource it adds.
+func (s *resourceSet) addBytes(id []byte) {
+	switch {
+	case bytes.HasPrefix(id, []byte("arn:")) && bytes.Contains(id, []byte(":key/")):
+		for _, r := range s.out {
+			if r.ARN == string(id) {
+				return
+			}
+		}
+		s.addARN(string(id))
+	case isKeyID(id):
+		for _, r := range s.out {
+			if s.isBareKeyARN(r.ARN, id) {
+				return
+			}
+		}
+		// keyARN's concatenation; string(id) is not copied for it.
+		s.addARN("arn:aws:kms:" + s.region + ":" + s.account + ":key/" + string(id))
+	}
+}
+
+// isBareKeyARN reports whether arn is keyARN(id, s.region, s.account) for
+// a bare key id.
+func (s *resourceSet) isBareKeyARN(arn string, id []byte) bool {
+	for _, part := range [...]string{"arn:aws:kms:", s.region, ":", s.account, ":key/"} {
+		if !strings.HasPrefix(arn, part) {
+			return false
+		}
+		arn = arn[len(part):]
+	}
+	return arn == string(id)
+}
+
+// addARN adds the resource of a key ARN not in s yet.
+func (s *resourceSet) addARN(arn string) {
+	s.out = append(s.out, Resource{ARN: arn, Type: "AWS::KMS::Key", AccountID: arnAccount(arn, s.account)})
+}
+
 // arnAccount is the account field of an ARN (its fifth colon-separated
 // field), or def if arn has fewer than six fields.
 func arnAccount(arn, def string) string {
@@ -519,7 +589,22 @@ func appendRaw(dst []byte, m json.RawMessage) []byte {
 
 // appendEvent appends e as json.Marshal writes it. e's RawMessages must be
 // compact with HTML characters escaped, as Filter returns them.
+//
+// It is the concatenation of the parts below, in this order; the batch
+// encoder (batch.go) reuses a part's bytes across events whose part is the
+// same, so every part depends on the fields it is given only.
 func appendEvent(dst []byte, e *Event) []byte {
+	dst = appendEventHead(dst, e)
+	dst = appendEventErrors(dst, e.ErrorCode, e.ErrorMessage)
+	dst = appendEventBodies(dst, e.RequestParameters, e.ResponseElements)
+	dst = appendEventIDs(dst, e.RequestID, e.EventID, e.ReadOnly)
+	dst = appendEventResources(dst, e.Resources)
+	return appendEventTail(dst, e)
+}
+
+// appendEventHead appends the record's opening up to its userAgent: the
+// fields from EventVersion to UserAgent.
+func appendEventHead(dst []byte, e *Event) []byte {
 	dst = append(dst, `{"eventVersion":`...)
 	dst = appendJSONString(dst, e.EventVersion)
 	u := &e.UserIdentity
@@ -545,41 +630,60 @@ func appendEvent(dst []byte, e *Event) []byte {
 	dst = append(dst, `,"sourceIPAddress":`...)
 	dst = appendJSONString(dst, e.SourceIPAddress)
 	dst = append(dst, `,"userAgent":`...)
-	dst = appendJSONString(dst, e.UserAgent)
-	if e.ErrorCode != "" {
+	return appendJSONString(dst, e.UserAgent)
+}
+
+func appendEventErrors(dst []byte, code, message string) []byte {
+	if code != "" {
 		dst = append(dst, `,"errorCode":`...)
-		dst = appendJSONString(dst, e.ErrorCode)
+		dst = appendJSONString(dst, code)
 	}
-	if e.ErrorMessage != "" {
+	if message != "" {
 		dst = append(dst, `,"errorMessage":`...)
-		dst = appendJSONString(dst, e.ErrorMessage)
+		dst = appendJSONString(dst, message)
 	}
+	return dst
+}
+
+func appendEventBodies(dst []byte, params, elements json.RawMessage) []byte {
 	dst = append(dst, `,"requestParameters":`...)
-	dst = appendRaw(dst, e.RequestParameters)
+	dst = appendRaw(dst, params)
 	dst = append(dst, `,"responseElements":`...)
-	dst = appendRaw(dst, e.ResponseElements)
+	return appendRaw(dst, elements)
+}
+
+func appendEventIDs(dst []byte, requestID, eventID string, readOnly bool) []byte {
 	dst = append(dst, `,"requestID":`...)
-	dst = appendJSONString(dst, e.RequestID)
+	dst = appendJSONString(dst, requestID)
 	dst = append(dst, `,"eventID":`...)
-	dst = appendJSONString(dst, e.EventID)
+	dst = appendJSONString(dst, eventID)
 	dst = append(dst, `,"readOnly":`...)
-	dst = strconv.AppendBool(dst, e.ReadOnly)
-	if len(e.Resources) > 0 {
-		dst = append(dst, `,"resources":[`...)
-		for i, r := range e.Resources {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"ARN":`...)
-			dst = appendJSONString(dst, r.ARN)
-			dst = append(dst, `,"type":`...)
-			dst = appendJSONString(dst, r.Type)
-			dst = append(dst, `,"accountId":`...)
-			dst = appendJSONString(dst, r.AccountID)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
+	return strconv.AppendBool(dst, readOnly)
+}
+
+func appendEventResources(dst []byte, rs []Resource) []byte {
+	if len(rs) == 0 {
+		return dst
 	}
+	dst = append(dst, `,"resources":[`...)
+	for i, r := range rs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"ARN":`...)
+		dst = appendJSONString(dst, r.ARN)
+		dst = append(dst, `,"type":`...)
+		dst = appendJSONString(dst, r.Type)
+		dst = append(dst, `,"accountId":`...)
+		dst = appendJSONString(dst, r.AccountID)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+// appendEventTail appends the fields from EventType on and closes the
+// record.
+func appendEventTail(dst []byte, e *Event) []byte {
 	dst = append(dst, `,"eventType":`...)
 	dst = appendJSONString(dst, e.EventType)
 	dst = append(dst, `,"managementEvent":`...)

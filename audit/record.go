@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"time"
@@ -125,8 +124,14 @@ func Filter(body []byte) json.RawMessage {
 
 // filterParsed is Filter of body, which parseTop parsed into ms if ok.
 func filterParsed(body []byte, ms []member, ok bool) json.RawMessage {
+	return filterParsedTo(nil, body, ms, ok)
+}
+
+// filterParsedTo is filterParsed writing into dst's space when the fast
+// path takes body (the result then aliases dst).
+func filterParsedTo(dst, body []byte, ms []member, ok bool) json.RawMessage {
 	if ok {
-		if out, ok := filterMembers(ms); ok {
+		if out, ok := filterMembersTo(dst, ms); ok {
 			return out
 		}
 	}
@@ -240,28 +245,16 @@ func buildEvent(ev api.AuditEvent, region, accountID, nodeID, eventID string) Ev
 	var reqBuf, respBuf [16]member
 	reqM, reqOK := parseTop(ev.Request, reqBuf[:0])
 	respM, respOK := parseTop(ev.Response, respBuf[:0])
-	e := Event{
-		EventVersion:       EventVersion,
-		UserIdentity:       identity(ev.Info.Caller.ARN, ev.Info.Caller.AccountID, ev.Info.Caller.AccessKeyID),
-		EventTime:          ev.Time.UTC().Format(time.RFC3339),
-		EventSource:        "kms.amazonaws.com",
-		EventName:          ev.Operation,
-		AWSRegion:          region,
-		SourceIPAddress:    ev.Info.SourceIP,
-		UserAgent:          ev.Info.UserAgent,
-		ErrorCode:          ev.ErrorCode,
-		ErrorMessage:       ev.ErrorMessage,
-		RequestParameters:  filterParsed(ev.Request, reqM, reqOK),
-		ResponseElements:   filterParsed(ev.Response, respM, respOK),
-		RequestID:          ev.Info.RequestID,
-		EventID:            eventID,
-		ReadOnly:           ev.Operation != api.OperationUnknown && !writeOperations[ev.Operation],
-		EventType:          "AwsApiCall",
-		ManagementEvent:    true,
-		RecipientAccountID: accountID,
-		EventCategory:      "Management",
-		NodeID:             nodeID,
-	}
+	in := headInputsOf(&ev)
+	e := eventHead(&in, region)
+	e.ErrorCode = ev.ErrorCode
+	e.ErrorMessage = ev.ErrorMessage
+	e.RequestParameters = filterParsed(ev.Request, reqM, reqOK)
+	e.ResponseElements = filterParsed(ev.Response, respM, respOK)
+	e.RequestID = ev.Info.RequestID
+	e.EventID = eventID
+	e.ReadOnly = readOnly(ev.Operation)
+	setEventTail(&e, accountID, nodeID)
 	rs := resourceSet{region: region, account: accountID}
 	rs.addBody(ev.Request, reqM, reqOK)
 	rs.addBody(ev.Response, respM, respOK)
@@ -269,11 +262,74 @@ func buildEvent(ev api.AuditEvent, region, accountID, nodeID, eventID string) Ev
 	return e
 }
 
+// headInputs are all that an event's head (appendEventHead: the fields
+// from EventVersion to UserAgent) is derived from, besides the region:
+// events with the same inputs have the same head.
+type headInputs struct {
+	operation, sourceIP, userAgent string
+	arn, account, accessKeyID      string // the caller's
+	time                           time.Time
+}
+
+func headInputsOf(ev *api.AuditEvent) headInputs {
+	c := &ev.Info.Caller
+	return headInputs{operation: ev.Operation, sourceIP: ev.Info.SourceIP, userAgent: ev.Info.UserAgent,
+		arn: c.ARN, account: c.AccountID, accessKeyID: c.AccessKeyID, time: ev.Time}
+}
+
+// same reports whether the heads of in and o are the same: equal strings,
+// and the same instant (eventTime is in UTC, whatever the location or
+// monotonic reading).
+func (in *headInputs) same(o *headInputs) bool {
+	return in.operation == o.operation && in.sourceIP == o.sourceIP && in.userAgent == o.userAgent &&
+		in.arn == o.arn && in.account == o.account && in.accessKeyID == o.accessKeyID && in.time.Equal(o.time)
+}
+
+// eventHead is an Event with the head's fields set.
+func eventHead(in *headInputs, region string) Event {
+	return Event{
+		EventVersion:    EventVersion,
+		UserIdentity:    identity(in.arn, in.account, in.accessKeyID),
+		EventTime:       in.time.UTC().Format(time.RFC3339),
+		EventSource:     "kms.amazonaws.com",
+		EventName:       in.operation,
+		AWSRegion:       region,
+		SourceIPAddress: in.sourceIP,
+		UserAgent:       in.userAgent,
+	}
+}
+
+// setEventTail sets the fields of appendEventTail, which depend on the
+// writer only.
+func setEventTail(e *Event, accountID, nodeID string) {
+	e.EventType = "AwsApiCall"
+	e.ManagementEvent = true
+	e.RecipientAccountID = accountID
+	e.EventCategory = "Management"
+	e.NodeID = nodeID
+}
+
+// readOnly is an operation's readOnly.
+func readOnly(operation string) bool {
+	return operation != api.OperationUnknown && !writeOperations[operation]
+}
+
 // identity derives CloudTrail's userIdentity from the caller's ARN.
 func identity(arn, account, akid string) UserIdentity {
 	u := UserIdentity{ARN: arn, AccountID: account, AccessKeyID: akid, Type: "Unknown"}
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) == 6 && parts[0] == "arn" {
+	// The ARN's six colon-separated fields, the last one holding any
+	// further colons (strings.SplitN(arn, ":", 6) without its allocation).
+	var parts [6]string
+	rest := arn
+	for i := range 5 {
+		p, r, ok := strings.Cut(rest, ":")
+		if !ok {
+			return u
+		}
+		parts[i], rest = p, r
+	}
+	parts[5] = rest
+	if parts[0] == "arn" {
 		if u.AccountID == "" {
 			u.AccountID = parts[4]
 		}
@@ -302,7 +358,7 @@ func (s *resourceSet) addBody(body []byte, ms []member, ok bool) {
 			if !skip {
 				for _, id := range ids {
 					if len(id) > 0 {
-						s.add(string(id))
+						s.addBytes(id)
 					}
 				}
 			}
@@ -349,22 +405,26 @@ func keyARN(id, region, account string) string {
 
 // isKeyID reports whether s looks like a key id (a UUID, or mrk- and 32
 // hex digits).
-func isKeyID(s string) bool {
-	if h, ok := strings.CutPrefix(s, "mrk-"); ok {
-		_, err := hex.DecodeString(h)
-		return err == nil && len(h) == 32
+func isKeyID[T string | []byte](s T) bool {
+	if len(s) == 4+32 && string(s[:4]) == "mrk-" {
+		for i := 4; i < len(s); i++ {
+			if !isHex(s[i]) {
+				return false
+			}
+		}
+		return true
 	}
 	if len(s) != 36 {
 		return false
 	}
-	for i, c := range s {
-		switch i {
+	for i := range len(s) {
+		switch c := s[i]; i {
 		case 8, 13, 18, 23:
 			if c != '-' {
 				return false
 			}
 		default:
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			if !isHex(c) {
 				return false
 			}
 		}
@@ -376,8 +436,29 @@ func isKeyID(s string) bool {
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+	var s [uuidLen]byte
+	return string(appendUUID(s[:0], b[:]))
+}
+
+// uuidLen is the length of a formatted UUID.
+const uuidLen = 36
+
+// appendUUID appends the version 4 UUID of 16 random bytes r (the version
+// and variant bits overwritten) in its 8-4-4-4-12 hex form.
+func appendUUID(dst, r []byte) []byte {
+	const digits = "0123456789abcdef"
+	for i, c := range r[:16] {
+		switch i {
+		case 4, 6, 8, 10:
+			dst = append(dst, '-')
+		}
+		switch i {
+		case 6:
+			c = c&0x0f | 0x40
+		case 8:
+			c = c&0x3f | 0x80
+		}
+		dst = append(dst, digits[c>>4], digits[c&0x0f])
+	}
+	return dst
 }

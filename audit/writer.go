@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -145,6 +146,9 @@ type Writer struct {
 	priv  ed25519.PrivateKey
 	pub   ed25519.PublicKey
 	keyID string
+	// encoders are RecordBatch's, kept between calls (a channel: not
+	// guarded by mu).
+	encoders encoderPool
 
 	mu          sync.Mutex
 	idle        sync.Cond // on mu: signalled when flushing ends
@@ -155,13 +159,14 @@ type Writer struct {
 	lastHash    [sha256.Size]byte
 	size        int64 // of the file, pending bytes included
 	sinceDigest int
-	pending     []byte // chained records not written yet: the next batch
-	next        *batch // the callers waiting for pending
-	spare       []byte // the previous batch's buffer, for reuse
-	gen         uint64 // records chained, all files (for tests)
-	batches     uint64 // batches written (for tests)
-	flushing    bool   // a flusher is writing a batch outside mu
-	err         error  // sticky write failure
+	pending     []byte    // chained records not written yet: the next batch
+	lineHash    hash.Hash // appendLine's
+	next        *batch    // the callers waiting for pending
+	spare       []byte    // the previous batch's buffer, for reuse
+	gen         uint64    // records chained, all files (for tests)
+	batches     uint64    // batches written (for tests)
+	flushing    bool      // a flusher is writing a batch outside mu
+	err         error     // sticky write failure
 	closed      bool
 }
 
@@ -193,8 +198,16 @@ const (
 	chainFieldsBytes = len(`,"kmsdSeq":,"kmsdPrevHash":""`) + 20 + 2*sha256.Size + 2
 )
 
-// eventBufs holds buffers for marshalling events outside mu.
-var eventBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+// recordScratch is what Record marshals and prehashes an event with
+// outside mu.
+type recordScratch struct {
+	buf  []byte
+	hash hash.Hash
+}
+
+var recordScratches = sync.Pool{New: func() any {
+	return &recordScratch{buf: make([]byte, 0, 2048), hash: sha256.New()}
+}}
 
 // Open opens the audit log in opts.Dir: it loads (or, on first start,
 // creates) the node key and starts a new file chained to the last one.
@@ -211,7 +224,8 @@ func Open(opts Options) (*Writer, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	w := &Writer{opts: opts, log: opts.Logger, next: newBatch()}
+	w := &Writer{opts: opts, log: opts.Logger, next: newBatch(), lineHash: sha256.New(),
+		encoders: make(encoderPool, encodersKept)}
 	w.idle.L = &w.mu
 	if w.log == nil {
 		w.log = slog.Default()
@@ -265,18 +279,20 @@ func (w *Writer) Path() string {
 // write failure every call fails.
 func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 	e := BuildEvent(ev, w.opts.Region, w.opts.AccountID, w.opts.NodeID)
-	bp := eventBufs.Get().(*[]byte)
-	body := appendEvent((*bp)[:0], &e)
+	rs := recordScratches.Get().(*recordScratch)
+	body := appendEvent(rs.buf[:0], &e)
+	rs.hash.Reset()
+	rs.hash.Write(body[:len(body)-1])
 
 	w.mu.Lock()
 	if err := w.unusableLocked(); err != nil {
 		w.mu.Unlock()
 		return err
 	}
-	w.appendRecordLocked(body)
+	w.appendRecordLocked(body, rs.hash)
 	if cap(body) <= 64<<10 {
-		*bp = body[:0]
-		eventBufs.Put(bp)
+		rs.buf = body[:0]
+		recordScratches.Put(rs)
 	}
 	mine := w.next
 	mine.n++
@@ -296,9 +312,10 @@ func (w *Writer) unusableLocked() error {
 }
 
 // appendRecordLocked adds one marshalled event to the pending batch as the
-// chain's next record, and a signed digest when one is due. w.mu is held.
-func (w *Writer) appendRecordLocked(body []byte) {
-	w.appendLine(body)
+// chain's next record, and a signed digest when one is due; h has absorbed
+// body but its closing brace (see appendLineHashed). w.mu is held.
+func (w *Writer) appendRecordLocked(body []byte, h hash.Hash) {
+	w.appendLineHashed(body, h)
 	w.sinceDigest++
 	if w.sinceDigest >= w.opts.DigestEvery {
 		w.appendDigest(ReasonPeriodic, false)
@@ -325,9 +342,6 @@ func (w *Writer) awaitLocked(mine *batch) error {
 
 var _ api.BatchAuditor = (*Writer)(nil)
 
-// batchBufs holds the buffers RecordBatch marshals a batch's events into.
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
-
 // RecordBatch appends evs as consecutive records of the chain (unless a
 // concurrent Record slips in while a rotation waits) and returns once they
 // are all on disk: one lock, and one write and one fsync shared with the
@@ -338,21 +352,14 @@ func (w *Writer) RecordBatch(ctx context.Context, evs []api.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	// Marshal outside mu, as Record does: ends[i] is where event i ends.
-	bp := batchBufs.Get().(*[]byte)
-	buf := slices.Grow((*bp)[:0], len(evs)*typicalEventBytes)
-	ends := make([]int, len(evs))
-	for i := range evs {
-		e := BuildEvent(evs[i], w.opts.Region, w.opts.AccountID, w.opts.NodeID)
-		buf = appendEvent(buf, &e)
-		ends[i] = len(buf)
-	}
-	defer func() {
-		if cap(buf) <= maxSpareBytes {
-			*bp = buf[:0]
-			batchBufs.Put(bp)
-		}
-	}()
+	// Marshal and prehash outside mu, as Record does; the randomness of
+	// all the eventIDs is drawn at once.
+	enc := w.encoders.get(w.opts.Region, w.opts.AccountID, w.opts.NodeID)
+	defer w.encoders.put(enc)
+	enc.rnd = slices.Grow(enc.rnd[:0], 16*len(evs))[:16*len(evs)]
+	_, _ = rand.Read(enc.rnd)
+	enc.encode(evs, enc.rnd)
+	buf, ends := enc.buf, enc.ends
 
 	w.mu.Lock()
 	if err := w.unusableLocked(); err != nil {
@@ -361,8 +368,8 @@ func (w *Writer) RecordBatch(ctx context.Context, evs []api.AuditEvent) error {
 	}
 	w.pending = slices.Grow(w.pending, len(buf)+len(evs)*chainFieldsBytes)
 	start := 0
-	for _, end := range ends {
-		w.appendRecordLocked(buf[start:end])
+	for i, end := range ends {
+		w.appendRecordLocked(buf[start:end], enc.hashes[i])
 		start = end
 		if w.size >= w.opts.MaxBytes {
 			// Writes the records so far; it may wait for a running flush,
@@ -485,8 +492,19 @@ func (w *Writer) Close() error {
 // appendLine chains one record and adds it to the pending batch: body is a
 // JSON object to which the chain fields are added. w.mu is held.
 func (w *Writer) appendLine(body []byte) {
+	w.lineHash.Reset()
+	w.lineHash.Write(body[:len(body)-1])
+	w.appendLineHashed(body, w.lineHash)
+}
+
+// appendLineHashed is appendLine with the record's hash begun: h has
+// absorbed body but its closing brace, the line's bytes up to the chain
+// fields, so that callers can hash most of a line outside w.mu. w.mu is
+// held.
+func (w *Writer) appendLineHashed(body []byte, h hash.Hash) {
 	start := len(w.pending)
 	buf := append(w.pending, body[:len(body)-1]...)
+	chain := len(buf)
 	buf = append(buf, `,"kmsdSeq":`...)
 	buf = strconv.AppendInt(buf, w.nextSeq, 10)
 	buf = append(buf, `,"kmsdPrevHash":"`...)
@@ -494,7 +512,8 @@ func (w *Writer) appendLine(body []byte) {
 		buf = hex.AppendEncode(buf, w.lastHash[:])
 	}
 	buf = append(buf, `"}`...)
-	w.lastHash = sha256.Sum256(buf[start:])
+	h.Write(buf[chain:])
+	h.Sum(w.lastHash[:0])
 	buf = append(buf, '\n')
 	w.pending = buf
 	w.size += int64(len(buf) - start)
