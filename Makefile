@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzBatchFastDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzAuditItemJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./audit -run '^$$' -fuzz '^FuzzFastPaths$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./audit -run '^$$' -fuzz '^FuzzBatchEncoder$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN)
