@@ -354,8 +354,20 @@ func filterMembers(ms []member) (out []byte, ok bool) {
 // filterMembersTo is filterMembers writing into dst's space: out is
 // dst[:0] with the filtered object, or nil (JSON null) if nothing is kept.
 func filterMembersTo(dst []byte, ms []member) (out []byte, ok bool) {
+	out, ok = filterObjectFast(dst, ms, 0)
+	if ok && len(out) == 2 { // "{}": nothing kept
+		return nil, true
+	}
+	return out, ok
+}
+
+// filterObjectFast is filterObject then json.Marshal on a parsed object, at
+// nesting depth depth: the filtered object ("{}" when nothing is kept), or
+// ok false when the reference path must decide.
+func filterObjectFast(dst []byte, ms []member, depth int) (out []byte, ok bool) {
 	var keptBuf [16]int
-	kept := keptBuf[:0]
+	var valsBuf [16][]byte
+	kept, vals := keptBuf[:0], valsBuf[:0] // vals[n]: kept[n]'s filtered value, nil for m.val itself
 	size := 2
 	for i, m := range ms {
 		name := string(m.key) // no allocation: used as a map index only
@@ -363,17 +375,28 @@ func filterMembersTo(dst []byte, ms []member) (out []byte, ok bool) {
 		if class == 0 {
 			continue
 		}
-		if class&classRecurse != 0 {
-			return nil, false
-		}
 		for _, j := range kept {
 			if string(ms[j].key) == name {
 				return nil, false // the last one wins in a map: let the reference path say
 			}
 		}
-		if class&classScalar != 0 && (m.val[0] == '{' || m.val[0] == '[' && m.flags&flagNested != 0) {
-			// Not a scalar or list of scalars: dropped, but a duplicate of
-			// this name must still be noticed.
+		var filtered []byte
+		drop := false
+		switch {
+		case class&classVerbatim != 0:
+		case class&classScalar != 0:
+			// Not a scalar or list of scalars: dropped.
+			drop = m.val[0] == '{' || m.val[0] == '[' && m.flags&flagNested != 0
+		default: // classRecurse only
+			var present bool
+			filtered, present, ok = filterValueFast(m.val, depth+1)
+			if !ok {
+				return nil, false
+			}
+			drop = !present
+		}
+		if drop {
+			// A duplicate of this name must still be noticed.
 			for _, o := range ms[i+1:] {
 				if string(o.key) == name {
 					return nil, false
@@ -381,20 +404,19 @@ func filterMembersTo(dst []byte, ms []member) (out []byte, ok bool) {
 			}
 			continue
 		}
-		if m.flags&(flagHTML|flagNonASCII) != 0 {
+		if filtered == nil && m.flags&(flagHTML|flagNonASCII) != 0 {
 			return nil, false
 		}
 		kept = append(kept, i)
+		vals = append(vals, filtered)
 		size += len(m.key) + len(m.val) + 4
-	}
-	if len(kept) == 0 {
-		return nil, true
 	}
 	// encoding/json writes a map's members sorted by name; the names differ
 	// from the keys in their first letter only (lowerFirst).
 	for a := 1; a < len(kept); a++ {
 		for b := a; b > 0 && outNameLess(ms[kept[b]].key, ms[kept[b-1]].key); b-- {
 			kept[b], kept[b-1] = kept[b-1], kept[b]
+			vals[b], vals[b-1] = vals[b-1], vals[b]
 		}
 	}
 	out = dst[:0]
@@ -410,13 +432,84 @@ func filterMembersTo(dst []byte, ms []member) (out []byte, ok bool) {
 		out = append(out, '"', lowerASCII(m.key[0]))
 		out = append(out, m.key[1:]...)
 		out = append(out, '"', ':')
-		if m.flags&flagWS != 0 {
+		switch {
+		case vals[n] != nil:
+			out = append(out, vals[n]...)
+		case m.flags&flagWS != 0:
 			out = appendCompact(out, m.val)
-		} else {
+		default:
 			out = append(out, m.val...)
 		}
 	}
 	return append(out, '}'), true
+}
+
+// maxFilterDepth bounds the recursion of filterValueFast; deeper values
+// take the reference path.
+const maxFilterDepth = 8
+
+// filterValueFast is filterValue then json.Marshal for a member the filter
+// recurses into (KeyMetadata, Tags, Grants...): an object is filtered, a
+// list has its objects and lists filtered and its scalars kept, anything
+// else is dropped (present false). ok is false when the reference path
+// must decide (strings encoding/json would write differently, duplicate
+// names, too deep).
+func filterValueFast(v []byte, depth int) (out []byte, present, ok bool) {
+	if depth > maxFilterDepth {
+		return nil, false, false
+	}
+	switch v[0] {
+	case '{':
+		ms, ok := parseTop(v, nil)
+		if !ok {
+			return nil, false, false
+		}
+		out, ok = filterObjectFast(nil, ms, depth)
+		return out, ok, ok
+	case '[':
+		out = append(make([]byte, 0, len(v)), '[')
+		i := skipWS(v, 1)
+		if v[i] == ']' {
+			return append(out, ']'), true, true
+		}
+		first := true
+		for {
+			var ef uint8
+			end, ok := scanValue(v, i, 0, &ef)
+			if !ok {
+				return nil, false, false
+			}
+			e := v[i:end]
+			var kept []byte
+			if e[0] == '{' || e[0] == '[' {
+				f, present, ok := filterValueFast(e, depth+1)
+				if !ok {
+					return nil, false, false
+				}
+				if present {
+					kept = f
+				}
+			} else {
+				if ef&(flagHTML|flagNonASCII) != 0 {
+					return nil, false, false
+				}
+				kept = e // a scalar (or null): kept as is
+			}
+			if kept != nil {
+				if !first {
+					out = append(out, ',')
+				}
+				first = false
+				out = append(out, kept...)
+			}
+			i = skipWS(v, end)
+			if v[i] == ']' {
+				return append(out, ']'), true, true
+			}
+			i = skipWS(v, i+1) // past the ','
+		}
+	}
+	return nil, false, true // a scalar or null: filterValue drops it
 }
 
 func lowerASCII(c byte) byte {
@@ -439,7 +532,7 @@ func outNameLess(a, b []byte) bool {
 // decode the body into resources' struct (a member of the wrong type), so
 // that the body names no resource. ok is false if the reference path must
 // decide.
-func resourceIDs(ms []member) (ids [5][]byte, skip, ok bool) {
+func resourceIDs(ms []member) (ids [6][]byte, skip, ok bool) {
 	seen := 0
 	for _, m := range ms {
 		idx := -1
@@ -455,7 +548,24 @@ func resourceIDs(ms []member) (ids [5][]byte, skip, ok bool) {
 		case "DestinationKeyId":
 			idx = 4
 		case "KeyMetadata":
-			return ids, false, false
+			// Its Arn, as addSlow decodes it into a struct pointer.
+			if seen&(1<<5) != 0 {
+				return ids, false, false
+			}
+			seen |= 1 << 5
+			switch m.val[0] {
+			case '{':
+				arn, arnSkip, arnOK := metadataARN(m.val)
+				if !arnOK {
+					return ids, false, false
+				}
+				ids[5] = arn
+				skip = skip || arnSkip
+			case 'n': // null
+			default:
+				skip = true // wrong type: encoding/json fails the whole body
+			}
+			continue
 		default:
 			for _, f := range resourceFields {
 				if len(m.key) == len(f) && strings.EqualFold(string(m.key), f) {
@@ -480,6 +590,40 @@ func resourceIDs(ms []member) (ids [5][]byte, skip, ok bool) {
 		}
 	}
 	return ids, skip, true
+}
+
+// metadataARN is the Arn member of a KeyMetadata object as encoding/json
+// decodes it into struct{ Arn string }: the string, nil for null or no
+// Arn, skip when it is of another type (the whole body then names no
+// resource). ok is false when the reference path must decide (another
+// spelling of Arn, a duplicate, an escaped or non-ASCII string).
+func metadataARN(obj []byte) (arn []byte, skip, ok bool) {
+	var buf [24]member
+	ms, ok := parseTop(obj, buf[:0])
+	if !ok {
+		return nil, false, false
+	}
+	found := false
+	for _, m := range ms {
+		if len(m.key) != 3 || !strings.EqualFold(string(m.key), "Arn") {
+			continue
+		}
+		if string(m.key) != "Arn" || found {
+			return nil, false, false
+		}
+		found = true
+		switch {
+		case m.val[0] == '"':
+			if m.flags&(flagEscape|flagNonASCII) != 0 {
+				return nil, false, false
+			}
+			arn = m.val[1 : len(m.val)-1]
+		case string(m.val) == "null":
+		default:
+			skip = true
+		}
+	}
+	return arn, skip, true
 }
 
 // resourceSet collects resources without duplicates.

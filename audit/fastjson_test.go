@@ -39,6 +39,19 @@ var sdkBodies = []string{
 	`{"KeyId":"k","NumberOfBytes":-0.5e+10}`,
 	`{"TargetKeyId":"` + testKeyID + `","AliasName":"alias/x"}`,
 	`{"SourceKeyId":"mrk-0123456789abcdef0123456789abcdef","KeyArn":"arn:aws:kms:eu-west-1:444455556666:key/` + testKeyID + `"}`,
+	// Responses with members the filter recurses into.
+	`{"KeyMetadata":{"AWSAccountId":"111122223333","Arn":"` + arnKey + `","CreationDate":1.765e+09,"CurrentKeyMaterialId":"ab12",` +
+		`"CustomerMasterKeySpec":"SYMMETRIC_DEFAULT","Description":"","Enabled":true,"EncryptionAlgorithms":["SYMMETRIC_DEFAULT"],` +
+		`"KeyId":"` + testKeyID + `","KeyManager":"CUSTOMER","KeySpec":"SYMMETRIC_DEFAULT","KeyState":"Enabled","KeyUsage":"ENCRYPT_DECRYPT",` +
+		`"MultiRegion":false,"Origin":"AWS_KMS"}}`,
+	`{"KeyMetadata":{"Arn":"` + arnKey + `","MultiRegion":true,"MultiRegionConfiguration":{"MultiRegionKeyType":"PRIMARY",` +
+		`"PrimaryKey":{"Arn":"` + arnKey + `","Region":"us-east-1"},"ReplicaKeys":[{"Arn":"a1","Region":"eu-west-1"},{"Arn":"a2"}]}}}`,
+	`{"Grants":[{"Constraints":{"EncryptionContextSubset":{"a":"b"}},"CreationDate":1.7e9,"GrantId":"g1","GranteePrincipal":"arn:aws:iam::111122223333:user/u",` +
+		`"IssuingAccount":"arn:aws:iam::111122223333:root","KeyId":"` + arnKey + `","Name":"","Operations":["Encrypt","Decrypt"]},{"GrantId":"g2","Operations":[]}],"Truncated":false}`,
+	`{"Keys":[{"KeyArn":"` + arnKey + `","KeyId":"` + testKeyID + `"},{"KeyArn":"a","KeyId":"b"}],"Truncated":true,"NextMarker":"m"}`,
+	`{"Tags":[{"TagKey":"team","TagValue":"payments"},{"TagKey":"env","TagValue":""}],"Truncated":false}`,
+	`{"Aliases":[],"Truncated":false}`,
+	`{"KeyMetadata":{}}`,
 }
 
 // oddBodies take the reference path, or exercise its corners.
@@ -84,6 +97,23 @@ var oddBodies = []string{
 	"\v{\"KeyId\":\"k\"}",                // not JSON whitespace
 	`{"EncryptionContext":` + strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40) + `}`, // deep
 	`{"Plaintext":"c2VjcmV0","GrantTokens":["t"],"Recipient":{"AttestationDocument":"x"}}`,
+	// Recursion corners.
+	`{"KeyMetadata":{"Arn":"a","Arn":"b"}}`,                        // duplicate inside a recursed object
+	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":{"KeyId":"b"}}`,      // duplicate recursed member
+	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":null}`,               // duplicate, last dropped
+	`{"KeyMetadata":{"Description":"<b>&"}}`,                       // HTML escaping inside
+	`{"KeyMetadata":{"Description":"café","KeyId":"k"}}`,           // non-ASCII inside
+	`{"Tags":[{"TagKey":"k","TagValue":"<v>"}]}`,                   // HTML inside a list
+	`{"Tags":["a<b",1]}`,                                           // HTML scalar in a list
+	`{"Tags":[ {"TagKey" : "k"} , null , true , 1.5e3 , "x" , [ ] , [[{"TagKey":"n"}]] ]}`,
+	`{"Tags":[{}],"Keys":[[]],"Aliases":[{"AliasName":"alias/a","TargetKeyId":"t","Other":{"x":1}}]}`,
+	`{"Grants":[{"Constraints":{"EncryptionContextEquals":{"a":"<"}}}]}`, // verbatim value with HTML inside a recursed object
+	`{"Grants":[{"Constraints":{"EncryptionContextEquals":{"b":"1","a":"2"}}}]}`,
+	`{"KeyMetadata":{"KeyId":"k","Secret":{"Plaintext":"c2VjcmV0"},"Enabled":true}}`,
+	`{"KeyMetadata":{"keyId":"lower","KeyId":"upper"}}`,
+	`{"Tags":` + strings.Repeat(`[`, 12) + strings.Repeat(`]`, 12) + `}`, // deeper than the fast recursion
+	`{"KeyMetadata":` + strings.Repeat(`{"KeyMetadata":`, 10) + `{}` + strings.Repeat(`}`, 10) + `}`,
+	`{"Tags":[1,2,]}`, `{"Tags":[,1]}`, `{"Tags":[{"TagKey":"k"}`, // malformed
 }
 
 // checkFast compares the fast paths with the references on body.
