@@ -98,13 +98,13 @@ var oddBodies = []string{
 	`{"EncryptionContext":` + strings.Repeat(`[`, 40) + strings.Repeat(`]`, 40) + `}`, // deep
 	`{"Plaintext":"c2VjcmV0","GrantTokens":["t"],"Recipient":{"AttestationDocument":"x"}}`,
 	// Recursion corners.
-	`{"KeyMetadata":{"Arn":"a","Arn":"b"}}`,                        // duplicate inside a recursed object
-	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":{"KeyId":"b"}}`,      // duplicate recursed member
-	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":null}`,               // duplicate, last dropped
-	`{"KeyMetadata":{"Description":"<b>&"}}`,                       // HTML escaping inside
-	`{"KeyMetadata":{"Description":"café","KeyId":"k"}}`,           // non-ASCII inside
-	`{"Tags":[{"TagKey":"k","TagValue":"<v>"}]}`,                   // HTML inside a list
-	`{"Tags":["a<b",1]}`,                                           // HTML scalar in a list
+	`{"KeyMetadata":{"Arn":"a","Arn":"b"}}`,                   // duplicate inside a recursed object
+	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":{"KeyId":"b"}}`, // duplicate recursed member
+	`{"KeyMetadata":{"Arn":"a"},"KeyMetadata":null}`,          // duplicate, last dropped
+	`{"KeyMetadata":{"Description":"<b>&"}}`,                  // HTML escaping inside
+	`{"KeyMetadata":{"Description":"café","KeyId":"k"}}`,      // non-ASCII inside
+	`{"Tags":[{"TagKey":"k","TagValue":"<v>"}]}`,              // HTML inside a list
+	`{"Tags":["a<b",1]}`,                                      // HTML scalar in a list
 	`{"Tags":[ {"TagKey" : "k"} , null , true , 1.5e3 , "x" , [ ] , [[{"TagKey":"n"}]] ]}`,
 	`{"Tags":[{}],"Keys":[[]],"Aliases":[{"AliasName":"alias/a","TargetKeyId":"t","Other":{"x":1}}]}`,
 	`{"Grants":[{"Constraints":{"EncryptionContextEquals":{"a":"<"}}}]}`, // verbatim value with HTML inside a recursed object
