@@ -20,6 +20,12 @@ type appliedTracker struct {
 	mu    sync.Mutex
 	index uint64
 	ch    chan struct{} // closed and replaced on every advance
+	// restored is set when the FSM has restored a snapshot and no entry
+	// has been applied since: only then can the FSM's state be ahead of
+	// index (by the snapshot, whose index Restore is not told), so only
+	// then does Node.AppliedIndex need raft's last-snapshot index (from
+	// raft.Stats, too costly to read on every call under load).
+	restored bool
 }
 
 func newAppliedTracker() *appliedTracker {
@@ -28,6 +34,9 @@ func newAppliedTracker() *appliedTracker {
 
 func (t *appliedTracker) set(i uint64) {
 	t.mu.Lock()
+	// Entries applied after a restore follow the snapshot: index now
+	// covers it.
+	t.restored = false
 	if i > t.index {
 		t.index = i
 		close(t.ch)
@@ -41,6 +50,21 @@ func (t *appliedTracker) get() (uint64, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.index, t.ch
+}
+
+// markRestored records that the FSM restored a snapshot.
+func (t *appliedTracker) markRestored() {
+	t.mu.Lock()
+	t.restored = true
+	t.mu.Unlock()
+}
+
+// restoredSinceApply reports whether a snapshot was restored after the last
+// entry was applied.
+func (t *appliedTracker) restoredSinceApply() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.restored
 }
 
 // trackingFSM passes everything through to the caller's FSM and records the
@@ -68,8 +92,15 @@ func (f *trackingFSM) Apply(l *raft.Log) any {
 func (f *trackingFSM) Snapshot() (raft.FSMSnapshot, error) { return f.inner.Snapshot() }
 
 // Restore does not know the snapshot's index (raft does not pass it);
-// Node.AppliedIndex takes it from raft's last-snapshot index instead.
-func (f *trackingFSM) Restore(rc io.ReadCloser) error { return f.inner.Restore(rc) }
+// Node.AppliedIndex takes it from raft's last-snapshot index instead, until
+// the next entry is applied.
+func (f *trackingFSM) Restore(rc io.ReadCloser) error {
+	if err := f.inner.Restore(rc); err != nil {
+		return err
+	}
+	f.applied.markRestored()
+	return nil
+}
 
 func (f *trackingFSM) StoreConfiguration(index uint64, c raft.Configuration) {
 	if f.confs != nil {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,4 +218,166 @@ func TestForwarderCarriesAuthenticatedCaller(t *testing.T) {
 	for i := range c.Nodes() {
 		require.False(t, c.FSM(i).(*setFSM).has("by-mallory"))
 	}
+}
+
+// TestForwarderReusesConnections: concurrent forwards from a follower reuse
+// pooled connections to the leader instead of dialing one per request
+// (net/http keeps only 2 idle connections per host by default).
+func TestForwarderReusesConnections(t *testing.T) {
+	c := testcluster.Start(t, 3, newSetFSM)
+	leader := c.WaitForLeader(t)
+	var newConns atomic.Int64
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			newConns.Add(1)
+		}
+	}
+	leaderFwd, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: leader, Secret: testSecret,
+		Logger: testcluster.NewLogger(t, nil)})
+	require.NoError(t, err)
+	// One command per request (as to a leader without batched forwarding),
+	// each of which should find a pooled connection.
+	internal := leaderFwd.Handler()
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == cluster.ProposeBatchPath {
+			http.NotFound(w, r)
+			return
+		}
+		internal.ServeHTTP(w, r)
+	})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	lookup := func(id string) (string, bool) { return u.Host, id == leader.ID() }
+	follower := c.Followers()[0]
+	fwd, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: follower, LeaderHTTPAddr: lookup, Secret: testSecret,
+		Logger: testcluster.NewLogger(t, nil)})
+	require.NoError(t, err)
+
+	const callers, rounds = 32, 5
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for r := range rounds {
+		var wg sync.WaitGroup
+		errs := make(chan error, callers)
+		for i := range callers {
+			wg.Go(func() {
+				_, _, err := fwd.Propose(ctx, fmt.Appendf(nil, "r%d-c%d", r, i))
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+	require.EqualValues(t, callers*rounds, fwd.Forwarded())
+	// The first round may dial one connection per caller; later rounds find
+	// them idle in the pool. Slack for connections returned to the pool
+	// only after the next round's request started dialing; with 2 idle
+	// connections per host this would be about callers*rounds.
+	require.LessOrEqual(t, newConns.Load(), int64(2*callers), "new connections to the leader for %d forwards", callers*rounds)
+}
+
+// leaderBehind serves leaderFwd's internal endpoints from an httptest server
+// wrapped by wrap, and returns a forwarder on a follower that sends to it,
+// and that follower's index.
+func leaderBehind(t *testing.T, c *testcluster.Cluster, wrap func(http.Handler) http.Handler) (*cluster.Forwarder, int) {
+	leader := c.WaitForLeader(t)
+	leaderFwd, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: leader, Secret: testSecret,
+		Logger: testcluster.NewLogger(t, nil)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(wrap(leaderFwd.Handler()))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	lookup := func(id string) (string, bool) { return u.Host, id == leader.ID() }
+	follower := c.Followers()[0]
+	fwd, err := cluster.NewForwarder(cluster.ForwarderConfig{Node: follower, LeaderHTTPAddr: lookup, Secret: testSecret,
+		Logger: testcluster.NewLogger(t, nil), Caller: func(context.Context) string { return "arn:test" }})
+	require.NoError(t, err)
+	return fwd, c.Index(follower)
+}
+
+// proposeConcurrently proposes n distinct commands at once through fwd and
+// checks each committed and is applied on the proposing node.
+func proposeConcurrently(t *testing.T, c *testcluster.Cluster, fwd *cluster.Forwarder, node int, prefix string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			cmd := fmt.Sprintf("%s-%d", prefix, i)
+			resp, index, err := fwd.Propose(ctx, []byte(cmd))
+			switch {
+			case err != nil:
+				errs <- err
+			case resp != nil || index == 0:
+				errs <- fmt.Errorf("%s: resp %v index %d", cmd, resp, index)
+			case !c.FSM(node).(*setFSM).has(cmd):
+				errs <- fmt.Errorf("%s committed at %d but not applied on the proposing node", cmd, index)
+			case c.Node(node).AppliedIndex() < index:
+				errs <- fmt.Errorf("%s: applied index below %d", cmd, index)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
+
+// TestForwarderBatchesConcurrentProposals: a follower's concurrent writers
+// share requests to the leader, and each still gets its own committed
+// index.
+func TestForwarderBatchesConcurrentProposals(t *testing.T) {
+	c := testcluster.Start(t, 3, newSetFSM)
+	var batches, singles atomic.Int64
+	fwd, node := leaderBehind(t, c, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case cluster.ProposeBatchPath:
+				batches.Add(1)
+			case cluster.ProposePath:
+				singles.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	const n = 64
+	proposeConcurrently(t, c, fwd, node, "batched", n)
+	require.EqualValues(t, n, fwd.Forwarded())
+	require.Less(t, batches.Load()+singles.Load(), int64(n), "requests to the leader for %d concurrent forwards", n)
+	require.Positive(t, batches.Load())
+}
+
+// TestForwarderWithoutBatchEndpoint: a leader that does not know
+// ProposeBatchPath (an older version) gets one request per command.
+func TestForwarderWithoutBatchEndpoint(t *testing.T) {
+	c := testcluster.Start(t, 3, newSetFSM)
+	var refused, singles atomic.Int64
+	fwd, node := leaderBehind(t, c, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case cluster.ProposeBatchPath:
+				refused.Add(1)
+				http.NotFound(w, r)
+				return
+			case cluster.ProposePath:
+				singles.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	const n = 32
+	proposeConcurrently(t, c, fwd, node, "old-leader", n)
+	require.EqualValues(t, n, fwd.Forwarded())
+	require.EqualValues(t, n, singles.Load())
+	// Once refused, the follower stops trying batches for a while.
+	require.LessOrEqual(t, refused.Load(), int64(4), "batches sent to a leader that refused them")
+	proposeConcurrently(t, c, fwd, node, "old-leader-again", n)
+	require.EqualValues(t, 2*n, singles.Load())
 }

@@ -308,9 +308,12 @@ func (n *Node) AppliedIndex() uint64 {
 	// A snapshot's index never exceeds what the FSM has applied or been
 	// restored to: local snapshots are taken of the FSM's state, and raft
 	// records an installed snapshot's index after Restore returns. This
-	// covers restores, which the FSM wrapper cannot see the index of.
-	if s := n.lastSnapshotIndex(); s > idx {
-		idx = min(s, dispatched)
+	// covers restores, which the FSM wrapper cannot see the index of; only
+	// a restore with nothing applied since can put the FSM past idx.
+	if n.applied.restoredSinceApply() {
+		if s := n.lastSnapshotIndex(); s > idx {
+			idx = min(s, dispatched)
+		}
 	}
 	// Entries after idx that raft has dispatched and that never reach the
 	// FSM (the leader's no-op, barriers) do not change its state.

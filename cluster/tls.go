@@ -177,11 +177,9 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, usage x509.Ext
 }
 
 // HTTPClient is the forwarder's client: https to peers with the node's
-// client certificate.
+// client certificate, pooled like NewForwardTransport.
 func (c *ClusterTLS) HTTPClient(timeout time.Duration) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = c.ClientConfig()
-	return &http.Client{Timeout: timeout, Transport: tr}
+	return &http.Client{Timeout: timeout, Transport: NewForwardTransport(c.ClientConfig())}
 }
 
 // HasVerifiedClientCert reports whether r came over TLS with a client

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Config struct {
 	// QuotaFile (JSON) adjusts the AWS defaults per group and principal.
 	Quota     string
 	QuotaFile string
+	// DebugPprofAddr, if set, serves net/http/pprof on its own listener
+	// (loopback only), apart from the API.
+	DebugPprofAddr string
 
 	// Raft log compaction (operators rarely change these; tests make them
 	// small to exercise snapshot install).
@@ -107,6 +111,8 @@ func parseConfig(args []string, getenv func(string) string) (*Config, error) {
 	fs.StringVar(&c.Quota, "quota", "", "per-principal request quotas, answered with ThrottlingException: off, or aws (AWS KMS's default request quotas: cryptographic operations 5500/s, CreateKey 5/s, ...) (default: off, aws with -quota-file)")
 	fs.StringVar(&c.QuotaFile, "quota-file", "", `request quotas (JSON) laid over the aws defaults: {"default": {"Cryptographic": 50000, "CreateKey": 5}, "principals": {"<IAM ARN or access key id>": {"CreateKey": 50}}}; a rate <= 0 is unlimited`)
 
+	fs.StringVar(&c.DebugPprofAddr, "debug-pprof-addr", "", "serve Go's profiler (net/http/pprof, /debug/pprof/) on this loopback address, e.g. 127.0.0.1:6060, on a listener of its own without authentication (profiling only; default: off)")
+
 	// Environment first, so that flags parsed afterwards win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -154,6 +160,11 @@ func (c *Config) validate() error {
 	if c.InsecurePlainHTTP && c.ClusterTLSCA != "" {
 		return errors.New("-insecure-plain-http and -cluster-tls-ca exclude each other: with both -tls-cert and -cluster-tls-ca nothing is plain")
 	}
+	if c.DebugPprofAddr != "" {
+		if err := checkLoopbackAddr(c.DebugPprofAddr); err != nil {
+			return fmt.Errorf("-debug-pprof-addr %q: %w", c.DebugPprofAddr, err)
+		}
+	}
 	if c.Quota == "" {
 		c.Quota = "off"
 		if c.QuotaFile != "" {
@@ -197,6 +208,23 @@ func (c *Config) validate() error {
 	case c.ClusterTLSCA == "" && !c.InsecurePlainHTTP:
 		return errors.New("-cluster-tls-ca is required outside -dev: Raft and forwarding between nodes use mutual TLS with certificates of that CA " +
 			"(to let nodes talk plain TCP for a test, give -insecure-plain-http)")
+	}
+	return nil
+}
+
+// checkLoopbackAddr accepts host:port only with a loopback IP or
+// "localhost": the profiler has no authentication and exposes memory
+// contents (heap profiles) and timings.
+func checkLoopbackAddr(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return errors.New("must be a loopback address (127.0.0.1, ::1 or localhost): the profiler has no authentication")
 	}
 	return nil
 }

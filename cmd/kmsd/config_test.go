@@ -109,6 +109,26 @@ func TestParseConfig(t *testing.T) {
 			wantErr: "exclude each other",
 		},
 		{
+			name:  "debug pprof off by default",
+			args:  []string{"-dev"},
+			check: func(t *testing.T, c *Config) { require.Empty(t, c.DebugPprofAddr) },
+		},
+		{
+			name:  "debug pprof on loopback",
+			args:  []string{"-dev", "-debug-pprof-addr", "127.0.0.1:6060"},
+			check: func(t *testing.T, c *Config) { require.Equal(t, "127.0.0.1:6060", c.DebugPprofAddr) },
+		},
+		{
+			name:    "debug pprof refuses a non-loopback address",
+			args:    []string{"-dev", "-debug-pprof-addr", "0.0.0.0:6060"},
+			wantErr: "must be a loopback address",
+		},
+		{
+			name:    "debug pprof refuses a host name other than localhost",
+			args:    []string{"-dev", "-debug-pprof-addr", "example.com:6060"},
+			wantErr: "must be a loopback address",
+		},
+		{
 			name: "dev needs no credentials file",
 			args: []string{"-dev"},
 			check: func(t *testing.T, c *Config) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -148,6 +149,14 @@ func run(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		}
 		log.Info("SIGHUP: certificate reloaded", "cert", cfg.TLSCert)
 	}, log)
+
+	if cfg.DebugPprofAddr != "" {
+		stopPprof, err := serveDebugPprof(cfg.DebugPprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 
 	state := fsm.New()
 	src := &metricsSource{}
@@ -593,4 +602,28 @@ func (s *metricsSource) LastContact() time.Duration {
 		return time.Since(lc)
 	}
 	return 0
+}
+
+// serveDebugPprof serves net/http/pprof on addr (checked to be loopback by
+// the configuration), on a mux and listener of its own so that the API
+// never exposes it. stop closes the listener.
+func serveDebugPprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-debug-pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("debug pprof server stopped", "err", err)
+		}
+	}()
+	log.Warn("serving net/http/pprof without authentication (-debug-pprof-addr)", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
 }
