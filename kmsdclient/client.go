@@ -392,7 +392,7 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 		return rid, false, fmt.Errorf("%w: %s: response larger than %d bytes", ErrResponse, op, maxResponseBytes)
 	}
 	if resp.StatusCode != http.StatusOK {
-		ae := decodeAPIError(op, resp, raw, rid)
+		ae := DecodeAPIError(op, resp, raw, rid)
 		return rid, ae.Code == "ThrottlingException" || resp.StatusCode >= 500, ae
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
@@ -401,9 +401,11 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 	return rid, false, nil
 }
 
-// decodeAPIError reads an AWS JSON error body ({"__type", "message"}),
-// falling back to X-Amzn-ErrorType and the HTTP status.
-func decodeAPIError(op string, resp *http.Response, raw []byte, rid string) *APIError {
+// DecodeAPIError reads an AWS JSON error body ({"__type", "message"}) of
+// an answer to op, falling back to X-Amzn-ErrorType and the HTTP status;
+// rid is the answer's request id. Raw clients (bench/load) name errors
+// with it as this client does.
+func DecodeAPIError(op string, resp *http.Response, raw []byte, rid string) *APIError {
 	var body struct {
 		Type     string `json:"__type"`
 		Message  string `json:"message"`

@@ -224,29 +224,7 @@ func rawAPIError(op string, resp *http.Response) error {
 		return fmt.Errorf("%s: reading HTTP %d response: %w", op, resp.StatusCode, err)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	var body struct {
-		Type     string `json:"__type"`
-		Message  string `json:"message"`
-		MessageU string `json:"Message"`
-	}
-	_ = json.Unmarshal(raw, &body)
-	code := body.Type
-	if code == "" {
-		code = resp.Header.Get("X-Amzn-Errortype")
-	}
-	if i := strings.LastIndexByte(code, '#'); i >= 0 {
-		code = code[i+1:]
-	}
-	code, _, _ = strings.Cut(code, ":")
-	if code == "" {
-		code = fmt.Sprintf("HTTP%d", resp.StatusCode)
-	}
-	msg := body.Message
-	if msg == "" {
-		msg = body.MessageU
-	}
-	return &kmsdclient.APIError{Operation: op, Code: code, Message: msg, StatusCode: resp.StatusCode,
-		RequestID: resp.Header.Get("X-Amzn-Requestid")}
+	return kmsdclient.DecodeAPIError(op, resp, raw, resp.Header.Get("X-Amzn-Requestid"))
 }
 
 // Roles of the containers scanBatchResults walks through.
