@@ -85,7 +85,10 @@ func (c *MaterialCache) Get(versionID [16]byte, load func() (*Secret, error)) (*
 func (c *MaterialCache) Symmetric(keyID, versionID [16]byte, load func() (*Secret, error)) (*SymmetricKey, error) {
 	c.mu.Lock()
 	if e, ok := c.items[versionID]; ok {
-		if k := e.Value.(*cacheEntry).sym; k != nil {
+		// Version ids are unique across keys; a key id that differs would
+		// be a caller bug, answered with an uncached key below rather than
+		// with another key's.
+		if k := e.Value.(*cacheEntry).sym; k != nil && k.keyID == keyID {
 			c.ll.MoveToFront(e)
 			k.Acquire()
 			c.mu.Unlock()
@@ -106,6 +109,9 @@ func (c *MaterialCache) Symmetric(keyID, versionID [16]byte, load func() (*Secre
 	defer c.mu.Unlock()
 	if e, ok := c.items[versionID]; ok {
 		ent := e.Value.(*cacheEntry)
+		if ent.sym != nil && ent.sym.keyID != keyID {
+			return k, nil // see above: the caller holds the only reference
+		}
 		if ent.sym == nil {
 			ent.sym = k // the cache keeps the reference k was built with
 			k.Acquire() // and the caller gets one

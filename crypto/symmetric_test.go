@@ -266,3 +266,32 @@ func TestMaterialCacheSymmetricConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A version id asked for under another key id never gets the cached key of
+// the first (its blobs would name the wrong key).
+func TestMaterialCacheSymmetricKeyIDMismatch(t *testing.T) {
+	c := NewMaterialCache(4)
+	mat := randBytes(t, KeySize)
+	load := func() (*Secret, error) { return NewSecret(mat), nil }
+	a, b, vid := randID(t), randID(t), randID(t)
+	ka, err := c.Symmetric(a, vid, load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Release()
+	kb, err := c.Symmetric(b, vid, load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kb.Release()
+	if ka == kb || kb.keyID != b {
+		t.Fatal("key b got key a's cached version")
+	}
+	blob, err := kb.AppendSeal(nil, nil, Header{}, nil, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := ParseBlob(blob); p.KeyID != b {
+		t.Fatal("blob names the wrong key")
+	}
+}
