@@ -84,12 +84,15 @@ type Node struct {
 	client *kms.Client
 	strong *kms.Client // same, with X-Kmsd-Consistency: strong
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the current process has exited
-	killing  bool          // we sent a signal: an exit is expected
-	starts   int
-	lastExit string
+	mu sync.Mutex
+	// extraArgs are this node's own flags, after the cluster's
+	// (SetExtraArgs; n.mu).
+	extraArgs []string
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when the current process has exited
+	killing   bool          // we sent a signal: an exit is expected
+	starts    int
+	lastExit  string
 }
 
 // New lays out a cluster (addresses, root key, data dirs) without starting it.
@@ -236,7 +239,15 @@ func (c *Cluster) Unexpected() []string {
 	return slices.Clone(c.unexpected)
 }
 
-// Args returns the command line the node is started with.
+// SetExtraArgs sets flags of this node alone, appended after the cluster's
+// ExtraArgs from its next Start on (a rolling change of configuration).
+func (n *Node) SetExtraArgs(args ...string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.extraArgs = slices.Clone(args)
+}
+
+// Args returns the command line the node is started with. n.mu is held.
 func (n *Node) Args() []string {
 	args := []string{
 		"-node-id", n.ID, "-region", Region, "-data-dir", n.DataDir,
@@ -245,7 +256,8 @@ func (n *Node) Args() []string {
 		"-root-key-file", n.c.rootKeyFile, "-log-level", n.c.opts.LogLevel,
 	}
 	args = append(args, n.c.authArgs...)
-	return append(args, n.c.opts.ExtraArgs...)
+	args = append(args, n.c.opts.ExtraArgs...)
+	return append(args, n.extraArgs...)
 }
 
 // hasFlag reports whether bin's usage (-h) lists -name.
