@@ -616,7 +616,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 	rd := http.MaxBytesReader(w, r.Body, limit)
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength)) // <= limit, checked by the caller
+		// <= limit, checked by the caller. ReadFrom wants MinRead bytes of
+		// room to see the end of the body: without them it would double
+		// the buffer (and copy the body) after reading it all.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(rd); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
