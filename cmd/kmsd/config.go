@@ -213,8 +213,8 @@ func (c *Config) validate() error {
 }
 
 // checkLoopbackAddr accepts host:port only with a loopback IP or
-// "localhost": the profiler has no authentication and exposes memory
-// contents (heap profiles) and timings.
+// "localhost": the profiler has no authentication and exposes goroutine
+// stacks (with argument words), allocation sites and timings.
 func checkLoopbackAddr(addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
