@@ -25,11 +25,6 @@ func deriveMessageKey(material []byte, keyID, versionID *[16]byte, salt *[SaltSi
 	return mustHKDF(material, salt[:], string(info[:]), KeySize)
 }
 
-// blobAAD returns header bytes || EncodeEncryptionContext(ctx).
-func blobAAD(h *Header, ctx map[string]string) []byte {
-	return appendEncryptionContext(h.appendTo(make([]byte, 0, HeaderSize+64)), ctx)
-}
-
 // Seal encrypts plaintext under one key version's material (KeySize bytes)
 // and returns the encoded ciphertext blob. The caller sets h.KeyID,
 // h.VersionID and h.MultiRegion (and h.Version to write an older format);

@@ -22,19 +22,27 @@ var errBadContext = errors.New("crypto: malformed encryption context encoding")
 // such as {"ab":"c"} and {"a":"bc"}, never share an encoding.
 func EncodeEncryptionContext(ctx map[string]string) []byte {
 	size := 4
-	keys := make([]string, 0, len(ctx))
 	for k, v := range ctx {
-		keys = append(keys, k)
 		size += 8 + len(k) + len(v)
 	}
-	slices.Sort(keys) // Go string order is bytewise order
-	out := make([]byte, 0, size)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(keys)))
-	for _, k := range keys {
-		out = appendLP(out, k)
-		out = appendLP(out, ctx[k])
+	return appendEncryptionContext(make([]byte, 0, size), ctx)
+}
+
+// appendEncryptionContext appends EncodeEncryptionContext(ctx) to dst (the
+// AAD of a blob is its header followed by it, built in one buffer).
+func appendEncryptionContext(dst []byte, ctx map[string]string) []byte {
+	var buf [8]string // most contexts are small: sort without allocating
+	keys := buf[:0]
+	for k := range ctx {
+		keys = append(keys, k)
 	}
-	return out
+	slices.Sort(keys) // Go string order is bytewise order
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(keys)))
+	for _, k := range keys {
+		dst = appendLP(dst, k)
+		dst = appendLP(dst, ctx[k])
+	}
+	return dst
 }
 
 // DecodeEncryptionContext parses the output of EncodeEncryptionContext. It

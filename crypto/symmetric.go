@@ -4,9 +4,9 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/subtle"
-	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -193,7 +193,7 @@ func (k *SymmetricKey) AppendSeal(dst []byte, rand io.Reader, h Header, ctx map[
 	if err != nil {
 		return nil, err
 	}
-	dst = sc.h.appendTo(growCap(dst, HeaderSize+len(plaintext)+TagSize))
+	dst = sc.h.appendTo(slices.Grow(dst, HeaderSize+len(plaintext)+TagSize))
 	return aead.Seal(dst, sc.h.Nonce[:], plaintext, sc.appendAAD(&sc.h, ctx)), nil
 }
 
@@ -228,31 +228,4 @@ func (k *SymmetricKey) Open(blob *Blob, ctx map[string]string) ([]byte, error) {
 		return nil, fmt.Errorf("%w: authentication failed", ErrInvalidCiphertext)
 	}
 	return pt, nil
-}
-
-// growCap returns dst with room for n more bytes.
-func growCap(dst []byte, n int) []byte {
-	if cap(dst)-len(dst) >= n {
-		return dst
-	}
-	out := make([]byte, len(dst), len(dst)+n)
-	copy(out, dst)
-	return out
-}
-
-// appendEncryptionContext appends EncodeEncryptionContext(ctx) to dst
-// without the intermediate slices for the common small contexts.
-func appendEncryptionContext(dst []byte, ctx map[string]string) []byte {
-	switch len(ctx) {
-	case 0:
-		return binary.BigEndian.AppendUint32(dst, 0)
-	case 1:
-		dst = binary.BigEndian.AppendUint32(dst, 1)
-		for k, v := range ctx {
-			dst = appendLP(dst, k)
-			dst = appendLP(dst, v)
-		}
-		return dst
-	}
-	return append(dst, EncodeEncryptionContext(ctx)...)
 }
