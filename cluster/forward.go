@@ -337,18 +337,29 @@ func (f *Forwarder) callLeader(ctx context.Context, path, caller string, body []
 			return nil
 		}
 		return json.Unmarshal(raw, out)
-	case http.StatusMisdirectedRequest:
-		return &NotLeaderError{Cause: fmt.Errorf("%s is no longer the leader", leaderID)}
 	case http.StatusNotFound, http.StatusMethodNotAllowed:
 		if path == ProposeBatchPath {
 			// Nothing was proposed: an older leader's mux refused the path.
 			return errNoBatchEndpoint
 		}
-		return fmt.Errorf("cluster: leader %s answered %d: %s", leaderID, resp.StatusCode, strings.TrimSpace(string(raw)))
+	}
+	return statusError(resp.StatusCode, "leader "+leaderID, strings.TrimSpace(string(raw)))
+}
+
+// statusError is the error the leader's answer status (statusFor) means for
+// a forwarded command, nil for 200; leader names the leader, msg is its
+// message. A batch's items (itemError) are mapped by it too, so that a
+// command's outcome reads the same however it travelled.
+func statusError(status int, leader, msg string) error {
+	switch status {
+	case http.StatusOK:
+		return nil
+	case http.StatusMisdirectedRequest:
+		return &NotLeaderError{Cause: fmt.Errorf("%s is no longer the leader: %s", leader, msg)}
 	case http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: leader %s: %s", ErrOutcomeUnknown, leaderID, strings.TrimSpace(string(raw)))
+		return fmt.Errorf("%w: %s: %s", ErrOutcomeUnknown, leader, msg)
 	default:
-		return fmt.Errorf("cluster: leader %s answered %d: %s", leaderID, resp.StatusCode, strings.TrimSpace(string(raw)))
+		return fmt.Errorf("cluster: %s answered %d: %s", leader, status, msg)
 	}
 }
 

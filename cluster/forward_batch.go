@@ -187,16 +187,7 @@ func (f *Forwarder) sendBatch(batch []*queuedProposal) {
 
 // itemError maps one batch item's status as callLeader maps a response's.
 func itemError(r batchItemResult) error {
-	switch r.Status {
-	case http.StatusOK:
-		return nil
-	case http.StatusMisdirectedRequest:
-		return &NotLeaderError{Cause: errors.New(r.Error)}
-	case http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: leader: %s", ErrOutcomeUnknown, r.Error)
-	default:
-		return fmt.Errorf("cluster: leader answered %d: %s", r.Status, r.Error)
-	}
+	return statusError(r.Status, "the leader", r.Error)
 }
 
 // encodeBatch frames each command as uvarint(len(caller)) caller
