@@ -4,4 +4,5 @@ package load
 
 import "time"
 
-func processCPU() (time.Duration, bool) { return 0, false }
+// ProcessCPU: not available on this platform.
+func ProcessCPU() (time.Duration, bool) { return 0, false }

@@ -617,7 +617,7 @@ func markCPU(ctx context.Context, hc *http.Client, endpoints []string) cpuMark {
 		}()
 	}
 	wg.Wait()
-	m.client, m.hasCli = processCPU()
+	m.client, m.hasCli = ProcessCPU()
 	m.at = time.Now()
 	return m
 }

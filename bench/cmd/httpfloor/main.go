@@ -19,10 +19,10 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmsd/kmsd/bench/load"
 )
 
 func main() {
@@ -40,12 +40,12 @@ var fixedResponse = []byte(`{"CiphertextBlob":"` + strings.Repeat("A", 168) + `"
 func newHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		cpu, err := processCPUSeconds()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+		cpu, ok := load.ProcessCPU()
+		if !ok {
+			http.Error(w, "process CPU time unavailable", http.StatusInternalServerError)
 			return
 		}
-		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", cpu)
+		fmt.Fprintf(w, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %g\n", cpu.Seconds())
 	})
 	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
@@ -54,27 +54,4 @@ func newHandler() http.Handler {
 		_, _ = w.Write(fixedResponse)
 	})
 	return mux
-}
-
-// processCPUSeconds is user+system CPU of this process from /proc, in the
-// units of Prometheus's process collector.
-func processCPUSeconds() (float64, error) {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the parenthesised command name; utime and stime are
-	// fields 14 and 15 of the whole line, in clock ticks (100 per second
-	// on Linux).
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/self/stat")
-	}
-	ut, err1 := strconv.ParseFloat(f[11], 64)
-	st, err2 := strconv.ParseFloat(f[12], 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/self/stat")
-	}
-	return (ut + st) / 100, nil
 }

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/kmsd/kmsd/bench/load"
 )
 
 func TestHTTPFloor(t *testing.T) {
@@ -29,8 +31,7 @@ func TestHTTPFloor(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "process_cpu_seconds_total ") {
 		t.Fatalf("metrics: %d %q", resp.StatusCode, body)
 	}
-	cpu, err := processCPUSeconds()
-	if err != nil || cpu <= 0 {
-		t.Fatalf("process CPU %v %v", cpu, err)
+	if cpu, ok := load.ProcessCPU(); !ok || cpu <= 0 {
+		t.Fatalf("process CPU %v %v", cpu, ok)
 	}
 }
