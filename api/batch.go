@@ -87,13 +87,18 @@ type BatchKMS interface {
 
 var _ BatchKMS = (*service.Service)(nil)
 
-// BatchAuditor is an Auditor that writes many records at once. The handler
-// gives it all per-item records of a batch request in one call (one write
-// and one fsync for the batch); other Auditors get them through concurrent
-// Record calls.
+// BatchAuditor is an Auditor that records a batch request's items in one
+// call (audit.Writer writes them as one summary record, with one entry per
+// item, in one write and one fsync); other Auditors get one Record call
+// per item, concurrently.
 type BatchAuditor interface {
 	Auditor
-	RecordBatch(ctx context.Context, evs []AuditEvent) error
+	// RecordBatch records the items of one batch request. req is the
+	// request itself: its Operation, Info (the request's id) and Time; it
+	// has no bodies. items are in item order and share req's Operation,
+	// Time and Info but for Info.RequestID, the request's id followed by
+	// "#" and the item's position.
+	RecordBatch(ctx context.Context, req AuditEvent, items []AuditEvent) error
 }
 
 // batchOp is one batch operation.
@@ -379,7 +384,12 @@ func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request, info *servi
 func (h *Handler) auditBatch(r *http.Request, info *service.RequestInfo, evs []AuditEvent) error {
 	var aErr error
 	if ba, ok := h.audit.(BatchAuditor); ok {
-		aErr = ba.RecordBatch(r.Context(), evs)
+		req := AuditEvent{Info: *info}
+		if len(evs) > 0 { // the items' caller, operation and time
+			req.Operation, req.Info, req.Time = evs[0].Operation, evs[0].Info, evs[0].Time
+			req.Info.RequestID = info.RequestID
+		}
+		aErr = ba.RecordBatch(r.Context(), req, evs)
 	} else {
 		var mu sync.Mutex
 		var next atomic.Int64

@@ -111,7 +111,23 @@ func byRequestID(recs []map[string]any, prefix string) map[string]map[string]any
 	return m
 }
 
-func TestBatchAuditOneRecordPerItemWithoutSecrets(t *testing.T) {
+// batchItems returns the items of a batch's summary record, by requestID.
+func batchItems(t *testing.T, rec map[string]any) map[string]map[string]any {
+	t.Helper()
+	add, ok := rec["additionalEventData"].(map[string]any)
+	require.True(t, ok, "no additionalEventData in %v", rec)
+	list, ok := add["items"].([]any)
+	require.True(t, ok)
+	m := map[string]map[string]any{}
+	for _, it := range list {
+		item := it.(map[string]any)
+		m[item["requestID"].(string)] = item
+	}
+	require.Len(t, m, len(list), "item requestIDs repeated")
+	return m
+}
+
+func TestBatchAuditOneSummaryRecordWithoutSecrets(t *testing.T) {
 	dir := t.TempDir()
 	w, err := audit.Open(audit.Options{Dir: dir, NodeID: "n1", Region: testserver.Region, AccountID: testserver.AccountID})
 	require.NoError(t, err)
@@ -165,46 +181,59 @@ func TestBatchAuditOneRecordPerItemWithoutSecrets(t *testing.T) {
 		require.NotContains(t, string(raw), s)
 	}
 
-	// BatchEncrypt: one record per item, named by the item's request id.
+	// BatchEncrypt: one record for the request, with an entry per item
+	// named by the item's request id.
 	got := byRequestID(recs, enc.RequestID)
-	require.Len(t, got, len(items))
+	require.Len(t, got, 1)
+	rec := got[enc.RequestID]
+	require.Equal(t, "BatchEncrypt", rec["eventName"])
+	require.Equal(t, true, rec["readOnly"])
+	require.Nil(t, rec["errorCode"])
+	require.Equal(t, map[string]any{"itemCount": float64(len(items))}, rec["requestParameters"])
+	require.Equal(t, map[string]any{"failedItemCount": float64(2)}, rec["responseElements"])
+	require.Equal(t, []any{map[string]any{"ARN": "arn:aws:kms:us-east-1:" + testserver.AccountID + ":key/" + key,
+		"type": "AWS::KMS::Key", "accountId": testserver.AccountID}}, rec["resources"])
+	entries := batchItems(t, rec)
+	require.Len(t, entries, len(items))
 	for i, r := range enc.Results {
-		rec := got[fmt.Sprintf("%s#%d", enc.RequestID, i)]
-		require.NotNil(t, rec, "item %d", i)
-		require.Equal(t, "BatchEncrypt", rec["eventName"])
-		require.Equal(t, true, rec["readOnly"])
-		params, _ := rec["requestParameters"].(map[string]any)
+		e := entries[fmt.Sprintf("%s#%d", enc.RequestID, i)]
+		require.NotNil(t, e, "item %d", i)
+		params, _ := e["requestParameters"].(map[string]any)
 		require.Equal(t, items[i].KeyId, params["keyId"], "item %d", i)
 		if r.Error != nil {
-			require.Equal(t, r.Error.Code, rec["errorCode"], "item %d", i)
-			require.Equal(t, r.Error.Message, rec["errorMessage"], "item %d", i)
-			require.Nil(t, rec["responseElements"], "item %d", i)
+			require.Equal(t, r.Error.Code, e["errorCode"], "item %d", i)
+			require.Equal(t, r.Error.Message, e["errorMessage"], "item %d", i)
+			require.Nil(t, e["responseElements"], "item %d", i)
 		} else {
-			require.Nil(t, rec["errorCode"], "item %d", i)
-			resp, _ := rec["responseElements"].(map[string]any)
+			require.Nil(t, e["errorCode"], "item %d", i)
+			resp, _ := e["responseElements"].(map[string]any)
 			require.Equal(t, r.KeyId, resp["keyId"], "item %d", i)
 			require.Equal(t, "SYMMETRIC_DEFAULT", resp["encryptionAlgorithm"])
-			res, _ := rec["resources"].([]any)
-			require.Len(t, res, 1, "item %d", i)
 		}
 	}
-	require.Equal(t, map[string]any{"purpose": "audit-test"}, got[enc.RequestID+"#0"]["requestParameters"].(map[string]any)["encryptionContext"])
-	require.Equal(t, "NotFoundException", got[enc.RequestID+"#1"]["errorCode"])
-	require.Equal(t, "ValidationException", got[enc.RequestID+"#2"]["errorCode"])
+	require.Equal(t, map[string]any{"purpose": "audit-test"}, entries[enc.RequestID+"#0"]["requestParameters"].(map[string]any)["encryptionContext"])
+	require.Equal(t, "NotFoundException", entries[enc.RequestID+"#1"]["errorCode"])
+	require.Equal(t, "ValidationException", entries[enc.RequestID+"#2"]["errorCode"])
 
 	got = byRequestID(recs, dk.RequestID)
-	require.Len(t, got, 3)
-	require.Equal(t, "BatchGenerateDataKey", got[dk.RequestID+"#0"]["eventName"])
-	require.Equal(t, "AES_256", got[dk.RequestID+"#0"]["requestParameters"].(map[string]any)["keySpec"])
-	require.Equal(t, "ValidationException", got[dk.RequestID+"#2"]["errorCode"])
+	require.Len(t, got, 1)
+	require.Equal(t, "BatchGenerateDataKey", got[dk.RequestID]["eventName"])
+	entries = batchItems(t, got[dk.RequestID])
+	require.Len(t, entries, 3)
+	require.Equal(t, "AES_256", entries[dk.RequestID+"#0"]["requestParameters"].(map[string]any)["keySpec"])
+	require.Equal(t, "ValidationException", entries[dk.RequestID+"#2"]["errorCode"])
 	got = byRequestID(recs, dec.RequestID)
-	require.Len(t, got, 2)
-	require.Equal(t, "InvalidCiphertextException", got[dec.RequestID+"#1"]["errorCode"])
+	require.Len(t, got, 1)
+	entries = batchItems(t, got[dec.RequestID])
+	require.Len(t, entries, 2)
+	require.Equal(t, "InvalidCiphertextException", entries[dec.RequestID+"#1"]["errorCode"])
 
+	// A batch refused as a whole: an ordinary record for the request.
 	got = byRequestID(recs, ae.RequestID)
 	require.Len(t, got, 1)
 	require.Equal(t, "BatchGenerateDataKey", got[ae.RequestID]["eventName"])
 	require.Equal(t, "ValidationException", got[ae.RequestID]["errorCode"])
+	require.Nil(t, got[ae.RequestID]["additionalEventData"])
 
 	// The chain is intact.
 	files, err := audit.Files(dir)
@@ -221,6 +250,7 @@ func TestBatchAuditOneRecordPerItemWithoutSecrets(t *testing.T) {
 type batchRecorder struct {
 	mu      sync.Mutex
 	single  []api.AuditEvent
+	reqs    []api.AuditEvent
 	batches [][]api.AuditEvent
 	err     error
 }
@@ -232,9 +262,10 @@ func (a *batchRecorder) Record(_ context.Context, ev api.AuditEvent) error {
 	return a.err
 }
 
-func (a *batchRecorder) RecordBatch(_ context.Context, evs []api.AuditEvent) error {
+func (a *batchRecorder) RecordBatch(_ context.Context, req api.AuditEvent, evs []api.AuditEvent) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.reqs = append(a.reqs, req)
 	a.batches = append(a.batches, evs)
 	return a.err
 }
@@ -245,6 +276,13 @@ func (a *batchRecorder) state() (single []api.AuditEvent, batches [][]api.AuditE
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]api.AuditEvent(nil), a.single...), append([][]api.AuditEvent(nil), a.batches...)
+}
+
+// requests returns the request events of the batches recorded.
+func (a *batchRecorder) requests() []api.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]api.AuditEvent(nil), a.reqs...)
 }
 
 func (a *batchRecorder) fail(err error) {
@@ -301,6 +339,17 @@ func TestBatchAuditorGetsTheBatchAtOnceAndFailsClosed(t *testing.T) {
 	evs := batches[0]
 	require.Len(t, singles, 1) // CreateKey
 	require.Len(t, evs, 50)
+	// The request's event: the items' caller, operation and time, the
+	// request's own id, no bodies.
+	reqs := rec.requests()
+	require.Len(t, reqs, 1)
+	require.Equal(t, "BatchGenerateDataKeyWithoutPlaintext", reqs[0].Operation)
+	require.Equal(t, out.RequestID, reqs[0].Info.RequestID)
+	require.Equal(t, evs[0].Info.Caller, reqs[0].Info.Caller)
+	require.Equal(t, evs[0].Info.SourceIP, reqs[0].Info.SourceIP)
+	require.True(t, evs[0].Time.Equal(reqs[0].Time))
+	require.Nil(t, reqs[0].Request)
+	require.Nil(t, reqs[0].Response)
 	for i, ev := range evs {
 		require.Equal(t, "BatchGenerateDataKeyWithoutPlaintext", ev.Operation)
 		require.Equal(t, fmt.Sprintf("%s#%d", out.RequestID, i), ev.Info.RequestID)

@@ -22,8 +22,17 @@ func testEvents(from, n int) []api.AuditEvent {
 	return evs
 }
 
+// testBatch is a batch request and its n items, whose request ids are
+// req-from to req-(from+n-1).
+func testBatch(from, n int) (api.AuditEvent, []api.AuditEvent) {
+	req := testEvent(from)
+	req.Info.RequestID = fmt.Sprintf("batch-%d", from)
+	req.Request, req.Response = nil, nil
+	return req, testEvents(from, n)
+}
+
 // requestIDs returns the requestID of every event record in files, in file
-// order.
+// order; a batch's summary record stands for its items' requestIDs.
 func requestIDs(t *testing.T, files []string) []string {
 	t.Helper()
 	var ids []string
@@ -31,14 +40,25 @@ func requestIDs(t *testing.T, files []string) []string {
 		f, err := os.Open(path)
 		require.NoError(t, err)
 		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
+		sc.Buffer(nil, 4<<20)
 		for sc.Scan() {
 			var rec struct {
 				RecordType string `json:"kmsdRecordType"`
 				RequestID  string `json:"requestID"`
+				Additional *struct {
+					Items []struct {
+						RequestID string `json:"requestID"`
+					} `json:"items"`
+				} `json:"additionalEventData"`
 			}
 			require.NoError(t, json.Unmarshal(sc.Bytes(), &rec))
-			if rec.RecordType == "" {
+			switch {
+			case rec.RecordType != "":
+			case rec.Additional != nil:
+				for _, it := range rec.Additional.Items {
+					ids = append(ids, it.RequestID)
+				}
+			default:
 				ids = append(ids, rec.RequestID)
 			}
 		}
@@ -48,16 +68,17 @@ func requestIDs(t *testing.T, files []string) []string {
 	return ids
 }
 
-// A lone batch is one write (one fsync) and its records are consecutive
-// and in order in a chain that verifies.
+// A lone batch is one write (one fsync) of one record holding its items in
+// order, in a chain that verifies.
 func TestRecordBatchOneWrite(t *testing.T) {
 	dir := t.TempDir()
 	w := openTest(t, dir, func(o *Options) { o.NoSync = false; o.DigestEvery = 7 })
 	require.NoError(t, w.Record(context.Background(), testEvent(0)))
 	before := w.batches
-	require.NoError(t, w.RecordBatch(context.Background(), testEvents(1, 50)))
+	req, items := testBatch(1, 50)
+	require.NoError(t, w.RecordBatch(context.Background(), req, items))
 	require.Equal(t, before+1, w.batches, "batches written for one RecordBatch")
-	require.NoError(t, w.RecordBatch(context.Background(), nil))
+	require.NoError(t, w.RecordBatch(context.Background(), req, nil))
 	require.Equal(t, before+1, w.batches, "an empty batch writes nothing")
 	require.NoError(t, w.Close())
 
@@ -67,6 +88,7 @@ func TestRecordBatchOneWrite(t *testing.T) {
 	require.NoError(t, err)
 	for _, r := range reps {
 		require.True(t, r.OK(), "%s: %v", r.File, r.Problems)
+		require.Equal(t, 2, r.Events, "one record, then the batch's")
 	}
 	ids := requestIDs(t, files)
 	require.Len(t, ids, 51)
@@ -76,9 +98,8 @@ func TestRecordBatchOneWrite(t *testing.T) {
 }
 
 // Batches and single records from concurrent callers, with periodic
-// digests and rotations in the middle of batches, make a chain that
-// verifies across files and holds every record exactly once, each batch in
-// its order.
+// digests and rotations, make a chain that verifies across files and holds
+// every record exactly once, each batch's items in their order.
 func TestRecordBatchConcurrentWithRotation(t *testing.T) {
 	dir := t.TempDir()
 	w := openTest(t, dir, func(o *Options) { o.NoSync = false; o.DigestEvery = 5; o.MaxBytes = 8 << 10 })
@@ -86,7 +107,8 @@ func TestRecordBatchConcurrentWithRotation(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			for b := range 5 {
-				if err := w.RecordBatch(context.Background(), testEvents(g*1000+b*100, 13)); err != nil {
+				req, items := testBatch(g*1000+b*100, 13)
+				if err := w.RecordBatch(context.Background(), req, items); err != nil {
 					t.Error(err)
 					return
 				}
@@ -114,7 +136,7 @@ func TestRecordBatchConcurrentWithRotation(t *testing.T) {
 		require.True(t, r.OK(), "%s: %v", r.File, r.Problems)
 		events += r.Events
 	}
-	require.Equal(t, 4*5*13+4*20, events)
+	require.Equal(t, 4*5+4*20, events)
 
 	seen := map[string]int{}
 	for pos, id := range requestIDs(t, files) {
@@ -140,15 +162,16 @@ func TestRecordBatchConcurrentWithRotation(t *testing.T) {
 
 func TestRecordBatchAfterFailureOrClose(t *testing.T) {
 	w := openTest(t, t.TempDir(), nil)
-	require.NoError(t, w.RecordBatch(context.Background(), testEvents(0, 3)))
+	req, items := testBatch(0, 3)
+	require.NoError(t, w.RecordBatch(context.Background(), req, items))
 	w.f.Close() // every later write fails
-	require.Error(t, w.RecordBatch(context.Background(), testEvents(3, 3)))
-	require.Error(t, w.RecordBatch(context.Background(), testEvents(6, 3)))
+	require.Error(t, w.RecordBatch(context.Background(), req, items))
+	require.Error(t, w.RecordBatch(context.Background(), req, items))
 	require.Error(t, w.Record(context.Background(), testEvent(9)))
 
 	w = openTest(t, t.TempDir(), nil)
 	require.NoError(t, w.Close())
-	require.ErrorIs(t, w.RecordBatch(context.Background(), testEvents(0, 3)), ErrClosed)
+	require.ErrorIs(t, w.RecordBatch(context.Background(), req, items), ErrClosed)
 }
 
 // BenchmarkRecordBatch compares one RecordBatch of 100 events with 100
@@ -156,7 +179,7 @@ func TestRecordBatchAfterFailureOrClose(t *testing.T) {
 // not a BatchAuditor); cpu-µs/op is per event.
 func BenchmarkRecordBatch(b *testing.B) {
 	const n = 100
-	evs := testEvents(0, n)
+	req, evs := testBatch(0, n)
 	for _, mode := range []string{"RecordBatch", "Record"} {
 		b.Run(mode, func(b *testing.B) {
 			w, err := Open(Options{Dir: b.TempDir(), NodeID: "n1", Region: "us-east-1", AccountID: "111122223333"})
@@ -168,7 +191,7 @@ func BenchmarkRecordBatch(b *testing.B) {
 			cpu0 := cpuTime()
 			for b.Loop() {
 				if mode == "RecordBatch" {
-					if err := w.RecordBatch(context.Background(), evs); err != nil {
+					if err := w.RecordBatch(context.Background(), req, evs); err != nil {
 						b.Fatal(err)
 					}
 					continue

@@ -22,9 +22,10 @@
 // while the previous one was being written; nothing waits to let a batch
 // grow). Records are encoded without reflection for the request shapes
 // SDKs send, falling back to encoding/json for anything else, with the
-// same bytes either way; RecordBatch reuses the parts of a record that it
-// shares with the one before it (caller, time, filtered bodies), after
-// comparing what each part is derived from. Verify and VerifyFiles check a file's chain,
+// same bytes either way. RecordBatch writes the items of a batch request
+// as one summary record with an entry per item (see batch.go), filtering
+// an item's body only when its bytes differ from the previous item's.
+// Verify and VerifyFiles check a file's chain,
 // sequence numbers, signatures and end, and name each modified, deleted,
 // inserted, reordered or truncated record they find. Without an external
 // anchor, records written after the last digest can be cut off

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -289,17 +288,25 @@ func (w *Writer) Record(ctx context.Context, ev api.AuditEvent) error {
 		w.mu.Unlock()
 		return err
 	}
-	w.appendRecordLocked(body, rs.hash)
+	mine := w.appendRecordToBatchLocked(body, rs.hash)
 	if cap(body) <= 64<<10 {
 		rs.buf = body[:0]
 		recordScratches.Put(rs)
 	}
+	return w.awaitLocked(mine)
+}
+
+// appendRecordToBatchLocked appends one record (see appendRecordLocked),
+// copying body, and rotates the file if it is full. It returns the batch
+// that writes the record, for awaitLocked. w.mu is held.
+func (w *Writer) appendRecordToBatchLocked(body []byte, h hash.Hash) *batch {
+	w.appendRecordLocked(body, h)
 	mine := w.next
 	mine.n++
 	if w.size >= w.opts.MaxBytes {
 		w.rotate() // writes mine
 	}
-	return w.awaitLocked(mine)
+	return mine
 }
 
 // unusableLocked is the error every call gets once the writer is closed or
@@ -342,52 +349,29 @@ func (w *Writer) awaitLocked(mine *batch) error {
 
 var _ api.BatchAuditor = (*Writer)(nil)
 
-// RecordBatch appends evs as consecutive records of the chain (unless a
-// concurrent Record slips in while a rotation waits) and returns once they
-// are all on disk: one lock, and one write and one fsync shared with the
-// concurrent Records of the same group commit, where Record per event
-// would take the lock and wake up once per event. After a write failure
-// every call fails; if it fails, some of evs may have been written.
-func (w *Writer) RecordBatch(ctx context.Context, evs []api.AuditEvent) error {
-	if len(evs) == 0 {
+// RecordBatch writes the items of one batch request as one summary record
+// (see batch.go for its shape) and returns once it is on disk, sharing the
+// write and fsync of a group commit like Record. A record per item would
+// repeat the caller, time, operation and writer fields in every item.
+// After a write failure every call fails. Nothing is written for a batch
+// without items.
+func (w *Writer) RecordBatch(ctx context.Context, req api.AuditEvent, items []api.AuditEvent) error {
+	if len(items) == 0 {
 		return nil
 	}
-	// Marshal and prehash outside mu, as Record does; the randomness of
-	// all the eventIDs is drawn at once.
+	// Encode and prehash outside mu, as Record does.
 	enc := w.encoders.get(w.opts.Region, w.opts.AccountID, w.opts.NodeID)
 	defer w.encoders.put(enc)
-	enc.rnd = slices.Grow(enc.rnd[:0], 16*len(evs))[:16*len(evs)]
-	_, _ = rand.Read(enc.rnd)
-	enc.encode(evs, enc.rnd)
-	buf, ends := enc.buf, enc.ends
+	var rnd [16]byte
+	_, _ = rand.Read(rnd[:])
+	enc.encode(&req, items, rnd[:])
 
 	w.mu.Lock()
 	if err := w.unusableLocked(); err != nil {
 		w.mu.Unlock()
 		return err
 	}
-	w.pending = slices.Grow(w.pending, len(buf)+len(evs)*chainFieldsBytes)
-	start := 0
-	for i, end := range ends {
-		w.appendRecordLocked(buf[start:end], enc.hashes[i])
-		start = end
-		if w.size >= w.opts.MaxBytes {
-			// Writes the records so far; it may wait for a running flush,
-			// releasing mu, and find the writer closed or failed: the
-			// rest of the batch is then not written.
-			w.rotate()
-			if err := w.unusableLocked(); err != nil {
-				w.mu.Unlock()
-				return err
-			}
-		}
-	}
-	// Batches are written in order and a failure fails every later batch,
-	// so the batch holding the last record settles the whole call; the
-	// records before a rotation were written by it.
-	mine := w.next
-	mine.n++
-	return w.awaitLocked(mine)
+	return w.awaitLocked(w.appendRecordToBatchLocked(enc.buf, enc.hash))
 }
 
 // flush takes the pending batch, writes it (and fsyncs it, unless NoSync)
