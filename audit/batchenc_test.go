@@ -244,13 +244,13 @@ func TestRecordBatchSummaryRecord(t *testing.T) {
 	require.NotContains(t, recs[0], "Y2lwaGVy")
 	var got struct {
 		UserIdentity struct{ ARN, UserName string } `json:"userIdentity"`
-		EventTime    string                        `json:"eventTime"`
-		EventName    string                        `json:"eventName"`
-		RequestID    string                        `json:"requestID"`
-		ReadOnly     bool                          `json:"readOnly"`
-		ErrorCode    *string                       `json:"errorCode"`
-		Params       struct{ ItemCount int }       `json:"requestParameters"`
-		Elements     struct{ FailedItemCount int } `json:"responseElements"`
+		EventTime    string                         `json:"eventTime"`
+		EventName    string                         `json:"eventName"`
+		RequestID    string                         `json:"requestID"`
+		ReadOnly     bool                           `json:"readOnly"`
+		ErrorCode    *string                        `json:"errorCode"`
+		Params       struct{ ItemCount int }        `json:"requestParameters"`
+		Elements     struct{ FailedItemCount int }  `json:"responseElements"`
 		Additional   struct {
 			Items []struct {
 				RequestID         string            `json:"requestID"`
