@@ -165,6 +165,7 @@ type Writer struct {
 	gen         uint64    // records chained, all files (for tests)
 	batches     uint64    // batches written (for tests)
 	flushing    bool      // a flusher is writing a batch outside mu
+	prealloc    preallocation
 	err         error     // sticky write failure
 	closed      bool
 }
@@ -416,7 +417,9 @@ func (w *Writer) writeAndSync(f *os.File, data []byte) error {
 		testHookBeforeWrite()
 	}
 	if len(data) > 0 {
+		w.prealloc.before(f, len(data), w.opts.MaxBytes)
 		n, err := f.Write(data)
+		w.prealloc.after(f, n)
 		if err != nil {
 			return fmt.Errorf("audit: %w (%d of %d bytes written)", err, n, len(data))
 		}
@@ -467,6 +470,7 @@ func (w *Writer) Close() error {
 		w.appendDigest(ReasonShutdown, true)
 		w.flushLocked() // the records still pending too
 	}
+	w.prealloc.release(w.f)
 	if err := w.f.Close(); err != nil && w.err == nil {
 		w.err = fmt.Errorf("audit: %w", err)
 	}
@@ -555,6 +559,7 @@ func (w *Writer) rotate() {
 		return
 	}
 	old := w.f
+	w.prealloc.release(old) // before the next file's first write
 	prev := &tailInfo{name: filepath.Base(old.Name()), seq: w.nextSeq - 1, hash: w.lastHash, closed: true}
 	if err := w.openNext(prev); err != nil {
 		if w.err == nil {
