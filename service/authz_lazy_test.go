@@ -137,8 +137,11 @@ func TestGlobMatchASCIIAgreesWithRunes(t *testing.T) {
 		}
 		return string(b)
 	}
-	for range 50000 {
+	for i := range 100000 {
 		p := globPattern{s: gen(8)}
+		if i%4 == 0 { // the fast paths' shapes: "*" and a prefix then '*'
+			p.s = strings.ReplaceAll(strings.ReplaceAll(gen(4), "*", "a"), "?", "b") + "*"
+		}
 		if rng.IntN(3) == 0 {
 			p.lit = make([]bool, len(p.s))
 			for i := range p.lit {
@@ -166,6 +169,9 @@ func TestGlobMatchASCIIAgreesWithRunes(t *testing.T) {
 		{"?b", "äb", false, true}, // ? is one rune
 		{"Ä*", "äB", true, true},  // folded rune-wise
 		{"a*", "äb", false, false},
+		{"*", "äb", true, true},
+		{"*", "", false, true},
+		{"\u212a*", "kms", true, true}, // the Kelvin sign: rune-wise, lower-cased to k as strings.ToLower does
 	} {
 		if got := globMatch(literalPattern(tc.pat), tc.s, tc.fold); got != tc.want {
 			t.Errorf("globMatch(%q, %q, %v) = %v", tc.pat, tc.s, tc.fold, got)

@@ -960,8 +960,14 @@ func (p globPattern) wild(i int, c byte) bool {
 // does) when fold is set. ASCII pattern and text are matched byte by byte
 // without allocating; anything else rune by rune.
 func globMatch(p globPattern, s string, fold bool) bool {
+	if len(p.s) == 1 && p.wild(0, '*') {
+		return true // "Resource": "*", the usual key policy's, matches anything
+	}
 	if !isASCII(p.s) || !isASCII(s) {
 		return globMatchRunes(p, s, fold)
+	}
+	if prefix, ok := p.prefixStar(); ok { // "kms:*", "kms:Generate*"
+		return len(s) >= len(prefix) && asciiEqual(prefix, s[:len(prefix)], fold)
 	}
 	pi, si, star, mark := 0, 0, -1, 0
 	for si < len(s) {
@@ -984,6 +990,35 @@ func globMatch(p globPattern, s string, fold bool) bool {
 		pi++
 	}
 	return pi == len(p.s)
+}
+
+// prefixStar reports whether the pattern is a prefix without wildcards
+// followed by one '*', and returns the prefix.
+func (p globPattern) prefixStar() (string, bool) {
+	n := len(p.s) - 1
+	if n < 0 || !p.wild(n, '*') {
+		return "", false
+	}
+	for i := range n {
+		if p.wild(i, '*') || p.wild(i, '?') {
+			return "", false
+		}
+	}
+	return p.s[:n], true
+}
+
+// asciiEqual compares ASCII strings of the same length, ignoring case when
+// fold is set.
+func asciiEqual(a, b string, fold bool) bool {
+	if !fold {
+		return a == b
+	}
+	for i := range len(a) {
+		if asciiLower(a[i]) != asciiLower(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func sameByte(a, b byte, fold bool) bool {
