@@ -158,15 +158,15 @@ type Writer struct {
 	lastHash    [sha256.Size]byte
 	size        int64 // of the file, pending bytes included
 	sinceDigest int
-	pending     []byte    // chained records not written yet: the next batch
-	lineHash    hash.Hash // appendLine's
-	next        *batch    // the callers waiting for pending
-	spare       []byte    // the previous batch's buffer, for reuse
-	gen         uint64    // records chained, all files (for tests)
-	batches     uint64    // batches written (for tests)
-	flushing    bool      // a flusher is writing a batch outside mu
-	prealloc    preallocation
-	err         error     // sticky write failure
+	pending     []byte        // chained records not written yet: the next batch
+	lineHash    hash.Hash     // appendLine's
+	next        *batch        // the callers waiting for pending
+	spare       []byte        // the previous batch's buffer, for reuse
+	gen         uint64        // records chained, all files (for tests)
+	batches     uint64        // batches written (for tests)
+	flushing    bool          // a flusher is writing a batch outside mu
+	prealloc    preallocation // blocks reserved ahead of the file's end
+	err         error         // sticky write failure
 	closed      bool
 }
 
