@@ -158,15 +158,15 @@ type Writer struct {
 	lastHash    [sha256.Size]byte
 	size        int64 // of the file, pending bytes included
 	sinceDigest int
-	pending     []byte        // chained records not written yet: the next batch
-	lineHash    hash.Hash     // appendLine's
-	next        *batch        // the callers waiting for pending
-	spare       []byte        // the previous batch's buffer, for reuse
-	gen         uint64        // records chained, all files (for tests)
-	batches     uint64        // batches written (for tests)
-	flushing    bool          // a flusher is writing a batch outside mu
-	prealloc    preallocation // blocks reserved ahead of the file's end
-	err         error         // sticky write failure
+	pending     []byte    // chained records not written yet: the next batch
+	lineHash    hash.Hash // appendLine's
+	next        *batch    // the callers waiting for pending
+	spare       []byte    // the previous batch's buffer, for reuse
+	gen         uint64    // records chained, all files (for tests)
+	batches     uint64    // batches written (for tests)
+	flushing    bool      // a flusher is writing a batch outside mu
+	space       fileSpace // blocks reserved ahead, pages dropped behind
+	err         error     // sticky write failure
 	closed      bool
 }
 
@@ -417,9 +417,9 @@ func (w *Writer) writeAndSync(f *os.File, data []byte) error {
 		testHookBeforeWrite()
 	}
 	if len(data) > 0 {
-		w.prealloc.before(f, len(data), w.opts.MaxBytes)
+		w.space.before(f, len(data), w.opts.MaxBytes)
 		n, err := f.Write(data)
-		w.prealloc.after(f, n)
+		w.space.after(f, n)
 		if err != nil {
 			return fmt.Errorf("audit: %w (%d of %d bytes written)", err, n, len(data))
 		}
@@ -430,6 +430,7 @@ func (w *Writer) writeAndSync(f *os.File, data []byte) error {
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("audit: fsync: %w", err)
 	}
+	w.space.synced(f)
 	return nil
 }
 
@@ -470,7 +471,7 @@ func (w *Writer) Close() error {
 		w.appendDigest(ReasonShutdown, true)
 		w.flushLocked() // the records still pending too
 	}
-	w.prealloc.release(w.f)
+	w.space.release(w.f)
 	if err := w.f.Close(); err != nil && w.err == nil {
 		w.err = fmt.Errorf("audit: %w", err)
 	}
@@ -559,7 +560,7 @@ func (w *Writer) rotate() {
 		return
 	}
 	old := w.f
-	w.prealloc.release(old) // before the next file's first write
+	w.space.release(old) // before the next file's first write
 	prev := &tailInfo{name: filepath.Base(old.Name()), seq: w.nextSeq - 1, hash: w.lastHash, closed: true}
 	if err := w.openNext(prev); err != nil {
 		if w.err == nil {

@@ -11,3 +11,8 @@ import (
 func reserveBlocks(*os.File, int64, int64) error {
 	return errors.ErrUnsupported
 }
+
+// dropPages is not available here: the system keeps pages as it likes.
+func dropPages(*os.File, int64, int64) error {
+	return errors.ErrUnsupported
+}
