@@ -53,8 +53,28 @@ func TestObserveKeyRequestCardinalityGuard(t *testing.T) {
 		t.Errorf("%s Decrypt = %v, want 1", known, got)
 	}
 	m.ObserveKeyRequest("brand-new", "Decrypt")
-	if got := testutil.ToFloat64(m.keyRequests.WithLabelValues(OtherKeyID, "Decrypt")); got != 1 {
-		t.Errorf("other Decrypt = %v, want 1", got)
+	m.ObserveKeyRequest("brand-new", "Decrypt")
+	if got := testutil.ToFloat64(m.keyRequests.WithLabelValues(OtherKeyID, "Decrypt")); got != 2 {
+		t.Errorf("other Decrypt = %v, want 2", got)
+	}
+	// Only key ids with their own series are cached: 5 for Encrypt and one
+	// for Decrypt, however many others were seen.
+	for i := range 100 {
+		m.ObserveKeyRequest(fmt.Sprintf("more-%d", i), "Encrypt")
+	}
+	cached := 0
+	m.keyCounters.Range(func(k, _ any) bool {
+		if _, own := m.keyIDs[k.(keyOp).keyID]; !own {
+			t.Errorf("%v cached without its own series", k)
+		}
+		cached++
+		return true
+	})
+	if cached != 6 {
+		t.Errorf("cached series = %d, want 6", cached)
+	}
+	if got := testutil.ToFloat64(m.keyRequests.WithLabelValues(OtherKeyID, "Encrypt")); got != 115 {
+		t.Errorf("other Encrypt = %v, want 115", got)
 	}
 	if MaxKeyIDs != 10000 {
 		t.Errorf("MaxKeyIDs = %d", MaxKeyIDs)

@@ -107,7 +107,16 @@ type Metrics struct {
 	keyMu     sync.Mutex
 	keyIDs    map[string]struct{} // key_id values in use, at most maxKeyIDs
 	maxKeyIDs int
+	// keyCounters maps a keyOp whose key id has its own series to that
+	// series, so that a request on a known key costs one lookup:
+	// WithLabelValues hashes both labels and takes the vector's lock, and
+	// keyLabel takes keyMu, for every item of a batch. At most maxKeyIDs
+	// key ids times the (bounded) operations.
+	keyCounters sync.Map
 }
+
+// keyOp is a key_requests_total series: a key id and an operation.
+type keyOp struct{ keyID, operation string }
 
 // New builds the metrics of cfg in a new registry.
 func New(cfg Config) (*Metrics, error) {
@@ -214,7 +223,17 @@ func (m *Metrics) ObserveKeyRequest(keyID, operation string) {
 	if m == nil {
 		return
 	}
-	m.keyRequests.WithLabelValues(m.keyLabel(keyID), operation).Inc()
+	k := keyOp{keyID, operation}
+	if c, ok := m.keyCounters.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	label := m.keyLabel(keyID)
+	c := m.keyRequests.WithLabelValues(label, operation)
+	if label == keyID { // beyond the guard, key ids are not remembered
+		m.keyCounters.Store(k, c)
+	}
+	c.Inc()
 }
 
 // keyLabel is the key_id label for keyID under the cardinality guard.
