@@ -560,8 +560,7 @@ func appendJSONBytes(dst, b []byte) []byte {
 // encoding/json escapes), else through encoding/json.
 func appendJSONString(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !jsonPlain[s[i]] {
 			b, _ := json.Marshal(s) // a string always encodes
 			return append(dst, b...)
 		}
@@ -570,6 +569,17 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s...)
 	return append(dst, '"')
 }
+
+// jsonPlain marks the bytes encoding/json writes as they are inside a
+// string: printable ASCII but the quote, the backslash and the HTML
+// characters it escapes. One load per byte, where seven comparisons were a
+// visible part of encoding a batch.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
 
 // appendJSON appends r as json.Marshal would encode it, byte for byte (the
 // differential test in batch_codec_test.go holds it to that): a batch item's
