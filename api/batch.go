@@ -289,15 +289,18 @@ func itemAuditEvent[Out any](req batchRequest, requestID string, auditReq auditR
 	if requestID != "" {
 		ev.Info.RequestID = requestID
 	}
-	ev.Request = auditReq.appendJSON(make([]byte, 0, auditReq.sizeHint()))
-	if we != nil {
-		ev.ErrorCode, ev.ErrorMessage = we.name, we.message
+	if we != nil || out == nil {
+		ev.Request = auditReq.appendJSON(make([]byte, 0, auditReq.sizeHint()))
+		if we != nil {
+			ev.ErrorCode, ev.ErrorMessage = we.name, we.message
+		}
 		return ev
 	}
-	if out != nil {
-		o := auditOut(out)
-		ev.Response = o.appendJSON(make([]byte, 0, o.sizeHint()))
-	}
+	// Both bodies in one allocation: the request's, then the response's.
+	o := auditOut(out)
+	buf := auditReq.appendJSON(make([]byte, 0, auditReq.sizeHint()+o.sizeHint()))
+	ev.Request = buf[:len(buf):len(buf)]
+	ev.Response = o.appendJSON(buf[len(buf):])
 	return ev
 }
 
