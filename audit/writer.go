@@ -185,18 +185,14 @@ func newBatch() *batch {
 var _ api.Auditor = (*Writer)(nil)
 
 // maxSpareBytes bounds the batch buffer kept for reuse: room for the
-// records of a batch request of 1,000 items (about 1.3 MB) and more, so
-// that they do not regrow a buffer on every request.
+// summary record of a batch request of 1,000 items (about 350 KB, several
+// MB with large encryption contexts), so that the buffer is not regrown
+// on every request.
 const maxSpareBytes = 4 << 20
 
-// Record size estimates, to size buffers once instead of regrowing them.
-const (
-	// typicalEventBytes is about the size of a marshalled event.
-	typicalEventBytes = 1280
-	// chainFieldsBytes bounds what appendLine adds to an event: kmsdSeq,
-	// kmsdPrevHash and the newline.
-	chainFieldsBytes = len(`,"kmsdSeq":,"kmsdPrevHash":""`) + 20 + 2*sha256.Size + 2
-)
+// typicalEventBytes is about the size of a marshalled event, to size
+// buffers once instead of regrowing them.
+const typicalEventBytes = 1280
 
 // recordScratch is what Record marshals and prehashes an event with
 // outside mu.
