@@ -92,3 +92,33 @@ func TestFileSpaceReservesDropsAndReleases(t *testing.T) {
 		require.True(t, r.OK(), "%s: %v", r.File, r.Problems)
 	}
 }
+
+// A writer that did not close its file (a crash) left its reserve behind:
+// the next Open gives it back without changing the file, whose chain still
+// verifies up to the crash.
+func TestFileSpaceReserveOfACrashedWriterReleased(t *testing.T) {
+	dir := t.TempDir()
+	w := openTest(t, dir, func(o *Options) { o.NoSync = false; o.MaxBytes = 64 << 20 })
+	req, items := testBatch(0, 50)
+	require.NoError(t, w.RecordBatch(context.Background(), req, items))
+	if w.space.noAlloc {
+		t.Skipf("this file system does not reserve blocks (fallocate KEEP_SIZE refused)")
+	}
+	path := w.Path()
+	size, blocks := allocated(t, path)
+	require.Greater(t, blocks, size+preallocChunk/2)
+	before, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	// w is abandoned without Close, as a crash would leave it.
+	w2 := openTest(t, dir, func(o *Options) { o.NoSync = false })
+	defer w2.Close()
+	size2, blocks2 := allocated(t, path)
+	require.Equal(t, size, size2)
+	require.Less(t, blocks2, size2+64<<10, "reserve released")
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, before, after, "content unchanged")
+	rep := verifyFile(t, path, w.PublicKey())
+	require.Equal(t, 1, rep.Events)
+}

@@ -250,6 +250,12 @@ func Open(opts Options) (*Writer, error) {
 		if !prevInfo.closed {
 			w.log.Warn("the previous audit file was not closed cleanly (crash?); records after its last digest are not signed",
 				"file", prev, "last_seq", prevInfo.seq)
+			// The blocks its writer had reserved past its end (see
+			// fileSpace) are still allocated: give them back.
+			if err := releaseReserve(filepath.Join(opts.Dir, prev)); err != nil {
+				w.log.Warn("could not release the disk blocks reserved past the end of the previous audit file",
+					"file", prev, "err", err)
+			}
 		}
 	}
 	w.mu.Lock()
