@@ -126,10 +126,11 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// mixedEvents returns n events that share, or not, each of the parts the
-// batch encoder reuses: callers, times (the same instant in other
-// locations or with a monotonic reading too), operations, source IPs,
-// user agents, errors and bodies (repeated, differing, odd, empty, nil).
+// mixedEvents returns n events that share, or not, their bodies
+// (repeated, differing, odd, empty, nil; the batch encoder filters a body
+// only when it differs from the previous item's) and errors, and also
+// their callers, times, operations, source IPs and user agents, which a
+// summary record takes from the request instead.
 func mixedEvents(r *mrand.Rand, n int) []api.AuditEvent {
 	callers := []service.Caller{
 		{ARN: "arn:aws:iam::111122223333:user/alice", AccountID: "111122223333", AccessKeyID: "AKIDEXAMPLE"},
