@@ -107,6 +107,7 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzAuditItemJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./audit -run '^$$' -fuzz '^FuzzFastPaths$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./audit -run '^$$' -fuzz '^FuzzBatchEncoder$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./kmsdclient -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN)

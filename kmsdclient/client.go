@@ -384,7 +384,7 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 	}
 	defer resp.Body.Close()
 	rid = resp.Header.Get("X-Amzn-Requestid")
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	raw, err := readBody(resp, maxResponseBytes+1)
 	if err != nil {
 		return rid, ctx.Err() == nil, fmt.Errorf("kmsdclient: %s: reading response: %w", op, err)
 	}
@@ -395,10 +395,22 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 		ae := DecodeAPIError(op, resp, raw, rid)
 		return rid, ae.Code == "ThrottlingException" || resp.StatusCode >= 500, ae
 	}
-	if err := json.Unmarshal(raw, out); err != nil {
+	if err := decodeAnswer(raw, out); err != nil {
 		return rid, false, fmt.Errorf("%w: %s: %v", ErrResponse, op, err)
 	}
 	return rid, false, nil
+}
+
+// readBody reads at most limit bytes of resp's body, into one buffer sized
+// by Content-Length when the server sent it (io.ReadAll would regrow and
+// copy a 1,000-item answer several times).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n < limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit))
+	return buf.Bytes(), err
 }
 
 // DecodeAPIError reads an AWS JSON error body ({"__type", "message"}) of
