@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"math"
 	"runtime"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/kmsd/kmsd/internal/jsontext"
 	"github.com/kmsd/kmsd/service"
 )
 
@@ -494,19 +494,19 @@ func appendBatchOutput(dst []byte, out any) ([]byte, bool) {
 		dst = append(dst, `{"CiphertextBlob":`...)
 		dst = appendJSONBytes(dst, o.CiphertextBlob)
 		dst = append(dst, `,"KeyId":`...)
-		dst = appendJSONString(dst, o.KeyId)
+		dst = jsontext.AppendString(dst, o.KeyId)
 		dst = append(dst, `,"EncryptionAlgorithm":`...)
-		dst = appendJSONString(dst, o.EncryptionAlgorithm)
+		dst = jsontext.AppendString(dst, o.EncryptionAlgorithm)
 	case *service.DecryptOutput:
 		dst = append(dst, `{"KeyId":`...)
-		dst = appendJSONString(dst, o.KeyId)
+		dst = jsontext.AppendString(dst, o.KeyId)
 		dst = append(dst, `,"Plaintext":`...)
 		dst = appendJSONBytes(dst, o.Plaintext)
 		dst = append(dst, `,"EncryptionAlgorithm":`...)
-		dst = appendJSONString(dst, o.EncryptionAlgorithm)
+		dst = jsontext.AppendString(dst, o.EncryptionAlgorithm)
 		if o.KeyMaterialId != "" {
 			dst = append(dst, `,"KeyMaterialId":`...)
-			dst = appendJSONString(dst, o.KeyMaterialId)
+			dst = jsontext.AppendString(dst, o.KeyMaterialId)
 		}
 	case *service.GenerateDataKeyOutput:
 		dst = append(dst, `{"CiphertextBlob":`...)
@@ -516,10 +516,10 @@ func appendBatchOutput(dst []byte, out any) ([]byte, bool) {
 			dst = appendJSONBytes(dst, o.Plaintext)
 		}
 		dst = append(dst, `,"KeyId":`...)
-		dst = appendJSONString(dst, o.KeyId)
+		dst = jsontext.AppendString(dst, o.KeyId)
 		if o.KeyMaterialId != "" {
 			dst = append(dst, `,"KeyMaterialId":`...)
-			dst = appendJSONString(dst, o.KeyMaterialId)
+			dst = jsontext.AppendString(dst, o.KeyMaterialId)
 		}
 	default:
 		return dst, false
@@ -555,32 +555,6 @@ func appendJSONBytes(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONString appends s as encoding/json encodes it: as is when it
-// is printable ASCII that needs no escape (HTML characters included, which
-// encoding/json escapes), else through encoding/json.
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if !jsonPlain[s[i]] {
-			b, _ := json.Marshal(s) // a string always encodes
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
-}
-
-// jsonPlain marks the bytes encoding/json writes as they are inside a
-// string: printable ASCII but the quote, the backslash and the HTML
-// characters it escapes. One load per byte, where seven comparisons were a
-// visible part of encoding a batch.
-var jsonPlain = func() (t [256]bool) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
 // appendJSON appends r as json.Marshal would encode it, byte for byte (the
 // differential test in batch_codec_test.go holds it to that): a batch item's
 // audit request is built once per item, and reflection was a visible part
@@ -599,7 +573,7 @@ func (r *auditRequestItem) appendJSON(dst []byte) []byte {
 	}
 	if r.KeyId != nil {
 		field("KeyId")
-		dst = appendJSONString(dst, *r.KeyId)
+		dst = jsontext.AppendString(dst, *r.KeyId)
 	}
 	if len(r.EncryptionContext) > 0 {
 		field("EncryptionContext")
@@ -607,7 +581,7 @@ func (r *auditRequestItem) appendJSON(dst []byte) []byte {
 	}
 	if r.EncryptionAlgorithm != nil {
 		field("EncryptionAlgorithm")
-		dst = appendJSONString(dst, *r.EncryptionAlgorithm)
+		dst = jsontext.AppendString(dst, *r.EncryptionAlgorithm)
 	}
 	if r.NumberOfBytes != nil {
 		field("NumberOfBytes")
@@ -615,7 +589,7 @@ func (r *auditRequestItem) appendJSON(dst []byte) []byte {
 	}
 	if r.KeySpec != nil {
 		field("KeySpec")
-		dst = appendJSONString(dst, *r.KeySpec)
+		dst = jsontext.AppendString(dst, *r.KeySpec)
 	}
 	if r.DryRun != nil {
 		field("DryRun")
@@ -653,7 +627,7 @@ func (r *auditResponseItem) appendJSON(dst []byte) []byte {
 		dst = append(dst, '"')
 		dst = append(dst, f.name...)
 		dst = append(dst, '"', ':')
-		dst = appendJSONString(dst, f.value)
+		dst = jsontext.AppendString(dst, f.value)
 	}
 	return append(dst, '}')
 }
@@ -677,9 +651,9 @@ func appendJSONStringMap(dst []byte, m map[string]string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = jsontext.AppendString(dst, k)
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, m[k])
+		dst = jsontext.AppendString(dst, m[k])
 	}
 	return append(dst, '}')
 }

@@ -228,19 +228,3 @@ func FuzzAuditItemJSON(f *testing.F) {
 		checkAuditItemJSON(t, auditRequestItem{EncryptionContext: map[string]string{kid: mid}}, auditResponseItem{KeyMaterialId: kid})
 	})
 }
-
-// appendJSONString writes every byte, and every string of them, as
-// json.Marshal does.
-func TestAppendJSONStringEveryByte(t *testing.T) {
-	for c := range 256 {
-		for _, s := range []string{string([]byte{byte(c)}), "ab" + string([]byte{byte(c)}) + "cd", "\xe2\x82" + string([]byte{byte(c)})} {
-			want, err := json.Marshal(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
-				t.Fatalf("byte %#x: %q, want x%s", c, got, want)
-			}
-		}
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/kmsd/kmsd/api"
+	"github.com/kmsd/kmsd/internal/jsontext"
 )
 
 // A batch request (KmsdService.Batch*) is recorded as one summary record:
@@ -161,7 +162,7 @@ func (b *batchEncoder) encode(req *api.AuditEvent, items []api.AuditEvent, rnd [
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"requestID":`...)
-		buf = appendJSONString(buf, it.Info.RequestID)
+		buf = jsontext.AppendString(buf, it.Info.RequestID)
 		reqNew := b.req.set(it.Request)
 		respNew := b.resp.set(it.Response)
 		buf = append(buf, `,"requestParameters":`...)

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/kmsd/kmsd/internal/jsontext"
 	"strconv"
 	"strings"
 )
@@ -701,29 +702,6 @@ func arnAccount(arn, def string) string {
 	return arn[start : start+i]
 }
 
-// plainJSON[c] is true for the bytes encoding/json writes unchanged in a
-// string: printable ASCII but for '"', '\\' and the HTML characters.
-var plainJSON = func() (t [256]bool) {
-	for c := 0x20; c < 0x7f; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-// appendJSONString appends s as encoding/json writes a string (HTML
-// characters escaped, invalid UTF-8 replaced).
-func appendJSONString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if !plainJSON[s[i]] {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
-	dst = append(dst, '"')
-	dst = append(dst, s...)
-	return append(dst, '"')
-}
-
 func appendRaw(dst []byte, m json.RawMessage) []byte {
 	if m == nil {
 		return append(dst, "null"...)
@@ -750,41 +728,41 @@ func appendEvent(dst []byte, e *Event) []byte {
 // fields from EventVersion to UserAgent.
 func appendEventHead(dst []byte, e *Event) []byte {
 	dst = append(dst, `{"eventVersion":`...)
-	dst = appendJSONString(dst, e.EventVersion)
+	dst = jsontext.AppendString(dst, e.EventVersion)
 	u := &e.UserIdentity
 	dst = append(dst, `,"userIdentity":{"type":`...)
-	dst = appendJSONString(dst, u.Type)
+	dst = jsontext.AppendString(dst, u.Type)
 	for _, f := range [...]struct{ name, v string }{
 		{`,"principalId":`, u.PrincipalID}, {`,"arn":`, u.ARN}, {`,"accountId":`, u.AccountID},
 		{`,"accessKeyId":`, u.AccessKeyID}, {`,"userName":`, u.UserName},
 	} {
 		if f.v != "" {
 			dst = append(dst, f.name...)
-			dst = appendJSONString(dst, f.v)
+			dst = jsontext.AppendString(dst, f.v)
 		}
 	}
 	dst = append(dst, `},"eventTime":`...)
-	dst = appendJSONString(dst, e.EventTime)
+	dst = jsontext.AppendString(dst, e.EventTime)
 	dst = append(dst, `,"eventSource":`...)
-	dst = appendJSONString(dst, e.EventSource)
+	dst = jsontext.AppendString(dst, e.EventSource)
 	dst = append(dst, `,"eventName":`...)
-	dst = appendJSONString(dst, e.EventName)
+	dst = jsontext.AppendString(dst, e.EventName)
 	dst = append(dst, `,"awsRegion":`...)
-	dst = appendJSONString(dst, e.AWSRegion)
+	dst = jsontext.AppendString(dst, e.AWSRegion)
 	dst = append(dst, `,"sourceIPAddress":`...)
-	dst = appendJSONString(dst, e.SourceIPAddress)
+	dst = jsontext.AppendString(dst, e.SourceIPAddress)
 	dst = append(dst, `,"userAgent":`...)
-	return appendJSONString(dst, e.UserAgent)
+	return jsontext.AppendString(dst, e.UserAgent)
 }
 
 func appendEventErrors(dst []byte, code, message string) []byte {
 	if code != "" {
 		dst = append(dst, `,"errorCode":`...)
-		dst = appendJSONString(dst, code)
+		dst = jsontext.AppendString(dst, code)
 	}
 	if message != "" {
 		dst = append(dst, `,"errorMessage":`...)
-		dst = appendJSONString(dst, message)
+		dst = jsontext.AppendString(dst, message)
 	}
 	return dst
 }
@@ -798,9 +776,9 @@ func appendEventBodies(dst []byte, params, elements json.RawMessage) []byte {
 
 func appendEventIDs(dst []byte, requestID, eventID string, readOnly bool) []byte {
 	dst = append(dst, `,"requestID":`...)
-	dst = appendJSONString(dst, requestID)
+	dst = jsontext.AppendString(dst, requestID)
 	dst = append(dst, `,"eventID":`...)
-	dst = appendJSONString(dst, eventID)
+	dst = jsontext.AppendString(dst, eventID)
 	dst = append(dst, `,"readOnly":`...)
 	return strconv.AppendBool(dst, readOnly)
 }
@@ -815,11 +793,11 @@ func appendEventResources(dst []byte, rs []Resource) []byte {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"ARN":`...)
-		dst = appendJSONString(dst, r.ARN)
+		dst = jsontext.AppendString(dst, r.ARN)
 		dst = append(dst, `,"type":`...)
-		dst = appendJSONString(dst, r.Type)
+		dst = jsontext.AppendString(dst, r.Type)
 		dst = append(dst, `,"accountId":`...)
-		dst = appendJSONString(dst, r.AccountID)
+		dst = jsontext.AppendString(dst, r.AccountID)
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')
@@ -829,16 +807,16 @@ func appendEventResources(dst []byte, rs []Resource) []byte {
 // record.
 func appendEventTail(dst []byte, e *Event) []byte {
 	dst = append(dst, `,"eventType":`...)
-	dst = appendJSONString(dst, e.EventType)
+	dst = jsontext.AppendString(dst, e.EventType)
 	dst = append(dst, `,"managementEvent":`...)
 	dst = strconv.AppendBool(dst, e.ManagementEvent)
 	dst = append(dst, `,"recipientAccountId":`...)
-	dst = appendJSONString(dst, e.RecipientAccountID)
+	dst = jsontext.AppendString(dst, e.RecipientAccountID)
 	dst = append(dst, `,"eventCategory":`...)
-	dst = appendJSONString(dst, e.EventCategory)
+	dst = jsontext.AppendString(dst, e.EventCategory)
 	if e.NodeID != "" {
 		dst = append(dst, `,"kmsdNodeId":`...)
-		dst = appendJSONString(dst, e.NodeID)
+		dst = jsontext.AppendString(dst, e.NodeID)
 	}
 	return append(dst, '}')
 }
