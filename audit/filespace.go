@@ -105,11 +105,19 @@ func (s *fileSpace) release(f *os.File) {
 		return
 	}
 	if s.reserved > 0 {
-		if fi, err := f.Stat(); err == nil {
-			_ = f.Truncate(fi.Size())
-		}
+		_ = truncateToOwnSize(f)
 	}
 	*s = fileSpace{}
+}
+
+// truncateToOwnSize truncates f to the size it has: it frees the blocks
+// reserved past its end and leaves its content alone.
+func truncateToOwnSize(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return f.Truncate(fi.Size())
 }
 
 // releaseReserve gives back the blocks reserved past the end of the file at
@@ -120,9 +128,5 @@ func releaseReserve(path string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := f.Stat()
-	if err == nil {
-		err = f.Truncate(fi.Size())
-	}
-	return errors.Join(err, f.Close())
+	return errors.Join(truncateToOwnSize(f), f.Close())
 }
