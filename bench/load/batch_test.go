@@ -40,23 +40,11 @@ func TestRunBatchOps(t *testing.T) {
 	if res.Errors != 0 || res.BatchSize != 40 {
 		t.Fatalf("errors %d %v, batch size %d", res.Errors, res.ErrorExamples, res.BatchSize)
 	}
-	var items uint64
+	items := checkOpItems(t, res, mix, 40)
 	for _, e := range mix {
-		o := res.Ops[e.Op]
-		if o == nil || o.OK == 0 {
-			t.Fatalf("no successful %s", e.Op)
-		}
-		per := uint64(1)
-		if IsBatchOp(e.Op) {
-			per = 40
-		}
-		if o.Items != o.OK*per || o.ItemErrors != 0 {
-			t.Errorf("%s: %d requests, %d items, %d item errors", e.Op, o.OK, o.Items, o.ItemErrors)
-		}
-		if o.ItemsPerSecond <= o.Throughput && per > 1 {
+		if o := res.Ops[e.Op]; o.ItemsPerSecond <= o.Throughput && IsBatchOp(e.Op) {
 			t.Errorf("%s: %.1f items/s, %.1f requests/s", e.Op, o.ItemsPerSecond, o.Throughput)
 		}
-		items += o.Items
 	}
 	if res.Items != items || res.ItemsPerSecond <= 0 {
 		t.Errorf("total items %d (ops: %d), %.1f/s", res.Items, items, res.ItemsPerSecond)
@@ -76,4 +64,26 @@ func TestCountItems(t *testing.T) {
 	if o.items != 2 || o.itemErrors != 3 || o.itemErrorTypes["NotFoundException"] != 2 || o.itemErrorTypes["ThrottlingException"] != 1 {
 		t.Errorf("%+v", o)
 	}
+}
+
+// checkOpItems checks that every op of mix succeeded and counted batchSize
+// items per batch request (one per single request), without item errors;
+// it returns the items of all ops.
+func checkOpItems(t *testing.T, res *Result, mix Mix, batchSize uint64) (items uint64) {
+	t.Helper()
+	for _, e := range mix {
+		o := res.Ops[e.Op]
+		if o == nil || o.OK == 0 {
+			t.Fatalf("no successful %s", e.Op)
+		}
+		per := uint64(1)
+		if IsBatchOp(e.Op) {
+			per = batchSize
+		}
+		if o.Items != o.OK*per || o.ItemErrors != 0 {
+			t.Errorf("%s: %d requests, %d items, %d item errors", e.Op, o.OK, o.Items, o.ItemErrors)
+		}
+		items += o.Items
+	}
+	return items
 }

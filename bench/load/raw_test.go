@@ -189,19 +189,7 @@ func TestRunRawOps(t *testing.T) {
 	if res.OK == 0 || res.Errors != 0 {
 		t.Fatalf("ok %d errors %d %v", res.OK, res.Errors, res.ErrorExamples)
 	}
-	for _, e := range mix {
-		o := res.Ops[e.Op]
-		if o == nil || o.OK == 0 {
-			t.Fatalf("no successful %s", e.Op)
-		}
-		per := uint64(1)
-		if IsBatchOp(e.Op) {
-			per = 25
-		}
-		if o.Items != o.OK*per || o.ItemErrors != 0 {
-			t.Errorf("%s: %d requests, %d items, %d item errors", e.Op, o.OK, o.Items, o.ItemErrors)
-		}
-	}
+	checkOpItems(t, res, mix, 25)
 	if b, err := json.Marshal(res); err != nil || !bytes.Contains(b, []byte(`"client":"raw"`)) {
 		t.Errorf("JSON without the client mode: %v", err)
 	}
